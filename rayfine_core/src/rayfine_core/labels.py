@@ -1,0 +1,19 @@
+"""Label keys Rayfine puts on images and containers.
+
+Cleanup only ever touches containers carrying ``OWNER`` = ``"rayfine"``.
+"""
+
+from __future__ import annotations
+
+OWNER = "rayfine.owner"
+OWNER_VALUE = "rayfine"
+ENV_TYPE = "rayfine.env_type"
+CONTENT_HASH = "rayfine.content_hash"
+SERVER_PORT = "rayfine.server_port"
+PID = "rayfine.pid"
+"""Process id of the client that started the container (for reaping orphans)."""
+HOST = "rayfine.host"
+"""Hostname of that client (a pid means nothing on another host)."""
+PROCESS_START = "rayfine.process_start"
+"""Start time of that client process, so a reused pid is not mistaken for it."""
+ENV_ID = "rayfine.env_id"

@@ -1,0 +1,100 @@
+"""Sample environments the conformance suite builds (one image each, cached by content hash)."""
+
+from __future__ import annotations
+
+KITCHEN_SINK = '''
+"""A test environment exercising every kind of method."""
+import asyncio
+import os
+import time
+from os.path import join  # imported: must not become a method
+
+
+class Actor:
+    """Holds state across calls."""
+
+    def __init__(self):
+        self.calls = 0
+        self.secret = os.environ.get("SECRET_KEY", "")
+
+    def add(self, a: int, b: int = 2) -> int:
+        """Add two numbers."""
+        self.calls += 1
+        return a + b
+
+    async def echo(self, *args, **kwargs):
+        """Return what it was given."""
+        await asyncio.sleep(0)
+        return {"args": list(args), "kwargs": kwargs}
+
+    def env(self, name: str):
+        return os.environ.get(name)
+
+    def has_secret(self) -> bool:
+        return bool(self.secret)
+
+    def fail(self, message: str = "boom"):
+        raise ValueError(message)
+
+    async def sleep(self, seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return seconds
+
+    def block(self, seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    def counter(self) -> int:
+        return self.calls
+
+    def unserialisable(self):
+        return object()
+
+    def security(self) -> dict:
+        status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+        return {"CapEff": status["CapEff"].strip(), "NoNewPrivs": status["NoNewPrivs"].strip(),
+                "uid": os.getuid()}
+
+    def die(self, code: int = 3):
+        os._exit(code)
+
+    def _private(self):
+        return "hidden"
+
+
+def square(x: float) -> float:
+    """A module-level function."""
+    return x * x
+'''
+
+INIT_FAILS = '''
+class Actor:
+    def __init__(self):
+        raise RuntimeError("init exploded")
+
+    def ping(self):
+        return "pong"
+'''
+
+IMPORT_FAILS = '''
+raise ImportError("env.py cannot import its dependency")
+
+class Actor:
+    def ping(self):
+        return "pong"
+'''
+
+SLOW_IMPORT = '''
+import time
+time.sleep(120)
+
+def ping():
+    return "pong"
+'''
+
+ENVS = {
+    "kitchen-sink": KITCHEN_SINK,
+    "init-fails": INIT_FAILS,
+    "import-fails": IMPORT_FAILS,
+    "slow-import": SLOW_IMPORT,
+}

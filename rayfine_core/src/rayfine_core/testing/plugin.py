@@ -1,0 +1,50 @@
+"""pytest plugin: ``--rayfine-runtime`` and fixtures for testing runtime plugins."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from .envs import ENVS
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rayfine")
+    group.addoption(
+        "--rayfine-runtime", action="store", default=os.environ.get("RAYFINE_TEST_RUNTIME", "docker"),
+        help="name of the Rayfine runtime the conformance suite runs against (default: docker).",
+    )
+
+
+@pytest.fixture(scope="session")
+def rayfine_runtime(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Name of the runtime under test; fails (not skips) if its engine is unreachable."""
+    import rayfine_core as rf
+
+    name = str(request.config.getoption("--rayfine-runtime"))
+    runtime = rf.get_runtime(name)
+    runtime.version()  # raises EngineUnavailableError with what to do
+    yield name
+    rf.cleanup_all_environments()
+
+
+@pytest.fixture(scope="session")
+def rayfine_image(rayfine_runtime: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], str]:
+    """Build one of the suite's sample environments (see ``envs.py``) and return its tag."""
+    import rayfine_core as rf
+
+    built: dict[str, str] = {}
+
+    def build(name: str) -> str:
+        if name not in built:
+            env_dir = Path(tmp_path_factory.mktemp(name))
+            (env_dir / "env.py").write_text(ENVS[name])
+            tag = f"rayfine-conformance-{name}:{rayfine_runtime}"
+            rf.build_image_from_env(env_dir, tag, quiet=True, runtime=rayfine_runtime)
+            built[name] = tag
+        return built[name]
+
+    return build

@@ -1,0 +1,233 @@
+"""Conformance suite: what every runtime must do, tested through the public API.
+
+Run: ``pytest --pyargs rayfine_core.testing --rayfine-runtime NAME``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+
+import pytest
+
+import rayfine_core as rf
+from rayfine_core import errors, labels
+
+
+def owned(runtime: str, env_id: str) -> list:
+    return rf.get_runtime(runtime).list_containers({labels.OWNER: labels.OWNER_VALUE, labels.ENV_ID: env_id})
+
+
+@pytest.fixture(scope="module")
+def sink(rayfine_runtime, rayfine_image):
+    image = rayfine_image("kitchen-sink")
+    with rf.load_env(image, runtime=rayfine_runtime, env_vars={"SECRET_KEY": "s3cr3t-value", "GREETING": "hi"}) as env:
+        yield env
+
+
+# -- build ----------------------------------------------------------------------------
+
+
+def test_build_labels_the_image(rayfine_runtime, rayfine_image):
+    image_labels = rf.get_runtime(rayfine_runtime).image_labels(rayfine_image("kitchen-sink"))
+    assert image_labels[labels.ENV_TYPE] == "function_based"
+    assert image_labels[labels.OWNER] == labels.OWNER_VALUE
+
+
+def test_unchanged_rebuild_is_skipped(rayfine_runtime, rayfine_image, tmp_path):
+    from .envs import ENVS
+
+    (tmp_path / "env.py").write_text(ENVS["kitchen-sink"])
+    lines: list[str] = []
+    rf.build_image_from_env(tmp_path, rayfine_image("kitchen-sink"), runtime=rayfine_runtime, on_output=lines.append)
+    assert any("up to date" in line for line in lines)
+
+
+def test_bad_dockerfile_is_a_build_error_with_output(rayfine_runtime, tmp_path):
+    (tmp_path / "env.py").write_text("def f():\n    return 1\n")
+    (tmp_path / "Dockerfile").write_text("ARG RAYFINE_BASE_IMAGE\nFROM ${RAYFINE_BASE_IMAGE}\nRUN exit 7\n")
+    with pytest.raises(errors.ImageBuildError) as info:
+        rf.build_image_from_env(tmp_path, "rayfine-conformance-bad:latest", quiet=True, runtime=rayfine_runtime)
+    assert "exit 7" in str(info.value) or "7" in str(info.value)
+
+
+def test_bad_tag_is_rejected_before_building(rayfine_runtime, tmp_path):
+    (tmp_path / "env.py").write_text("def f():\n    return 1\n")
+    with pytest.raises(errors.ValidationError, match="Invalid image tag"):
+        rf.build_image_from_env(tmp_path, "Not A Tag!", runtime=rayfine_runtime)
+
+
+# -- start, health, call --------------------------------------------------------------
+
+
+def test_sync_and_async_methods_with_args_and_kwargs(sink):
+    assert sink.add(1) == 3
+    assert sink.add(1, b=5) == 6
+    assert sink.add(a=2, b=2) == 4
+    assert sink.echo(1, "x", flag=True) == {"args": [1, "x"], "kwargs": {"flag": True}}
+    assert sink.square(3) == 9
+
+
+def test_actor_keeps_state_between_calls(sink):
+    before = sink.counter()
+    sink.add(1)
+    assert sink.counter() == before + 1
+
+
+def test_list_methods_reports_signatures_and_docs(sink):
+    methods = {m.name: m for m in sink.list_methods()}
+    assert {"add", "echo", "square", "fail"} <= set(methods)
+    assert "join" not in methods and "_private" not in methods
+    assert methods["add"].signature == "(a: int, b: int = 2) -> int"
+    assert methods["add"].doc == "Add two numbers."
+    assert methods["echo"].is_async
+
+
+def test_unknown_method(sink):
+    with pytest.raises(errors.MethodNotFoundError, match="available:.*add"):
+        sink.nope()
+    with pytest.raises(AttributeError):
+        sink._private()
+
+
+def test_wrong_arguments_fail_before_the_call(sink):
+    with pytest.raises(errors.InvalidArgumentsError, match=r"add\(a: int, b: int = 2\)"):
+        sink.add(1, 2, 3)
+
+
+def test_remote_exception_carries_type_message_traceback(sink):
+    with pytest.raises(errors.RemoteException) as info:
+        sink.fail("custom message")
+    assert info.value.remote_type == "ValueError"
+    assert info.value.remote_message == "custom message"
+    assert "raise ValueError(message)" in (info.value.remote_traceback or "")
+
+
+def test_unserialisable_result(sink):
+    with pytest.raises(errors.ResultNotSerializableError, match="object"):
+        sink.unserialisable()
+    assert sink.add(1) == 3  # still serving
+
+
+def test_call_timeout(sink):
+    with pytest.raises(errors.CallTimeout):
+        sink.sleep(5, timeout=0.5)
+    assert sink.add(1) == 3
+
+
+def test_is_ready(sink):
+    assert sink.is_ready()
+
+
+def test_env_vars_reach_the_environment_and_the_token_does_not(sink):
+    assert sink.env("GREETING") == "hi"
+    assert sink.has_secret()
+    assert sink.env("RAYFINE_TOKEN") is None
+
+
+def test_hardened_defaults(sink):
+    security = sink.security()
+    assert int(security["CapEff"], 16) == 0
+    assert security["NoNewPrivs"] == "1"
+
+
+def test_container_is_labelled_as_ours(sink):
+    (record,) = owned(sink.runtime_name, sink.id)
+    assert record.labels[labels.PID].isdigit()
+    assert record.name == sink.name
+
+
+def test_env_vars_are_isolated_between_environments(rayfine_runtime, rayfine_image):
+    image = rayfine_image("kitchen-sink")
+    with rf.load_env(image, runtime=rayfine_runtime, env_vars={"GREETING": "a"}) as a, \
+            rf.load_env(image, runtime=rayfine_runtime, env_vars={"GREETING": "b"}) as b:
+        assert (a.env("GREETING"), b.env("GREETING")) == ("a", "b")
+        assert a.name != b.name
+
+
+def test_concurrent_environments(rayfine_runtime, rayfine_image):
+    image = rayfine_image("kitchen-sink")
+
+    def run(i: int) -> int:
+        with rf.load_env(image, runtime=rayfine_runtime) as env:
+            return env.add(i, b=i)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert sorted(pool.map(run, range(4))) == [0, 2, 4, 6]
+
+
+def test_many_calls_in_flight_to_one_environment(sink):
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda i: sink.add(i, b=1), range(64)))
+    assert results == [i + 1 for i in range(64)]
+
+
+# -- errors at start ------------------------------------------------------------------
+
+
+def test_missing_image(rayfine_runtime):
+    with pytest.raises(errors.ImageNotFoundError, match="build"):
+        rf.load_env("rayfine-conformance-missing:never", runtime=rayfine_runtime)
+
+
+def test_actor_init_failure(rayfine_runtime, rayfine_image):
+    with rf.load_env(rayfine_image("init-fails"), runtime=rayfine_runtime) as env:
+        with pytest.raises(errors.ActorInitError, match="init exploded"):
+            env.ping()
+
+
+def test_env_import_failure_fails_fast_and_leaves_nothing(rayfine_runtime, rayfine_image):
+    started = time.monotonic()
+    with pytest.raises(errors.EnvLoadError, match="cannot import its dependency"):
+        rf.load_env(rayfine_image("import-fails"), runtime=rayfine_runtime, start_timeout=60)
+    assert time.monotonic() - started < 30
+    assert rf.list_active_environments() == [] or all(
+        rf.get_environment(i).image != rayfine_image("import-fails") for i in rf.list_active_environments()
+    )
+
+
+def test_health_timeout_reports_logs_and_leaves_nothing(rayfine_runtime, rayfine_image):
+    image = rayfine_image("slow-import")
+    before = {r.id for r in rf.get_runtime(rayfine_runtime).list_containers({labels.OWNER: labels.OWNER_VALUE})}
+    with pytest.raises(errors.StartTimeout, match="did not become ready within 3s") as info:
+        rf.load_env(image, runtime=rayfine_runtime, start_timeout=3, env_vars={"API_KEY": "do-not-leak-me"})
+    assert "do-not-leak-me" not in str(info.value)
+    after = {r.id for r in rf.get_runtime(rayfine_runtime).list_containers({labels.OWNER: labels.OWNER_VALUE})}
+    assert after <= before
+
+
+# -- stop and cleanup -----------------------------------------------------------------
+
+
+def test_context_manager_removes_the_container(rayfine_runtime, rayfine_image):
+    with rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime) as env:
+        env_id = env.id
+        assert owned(rayfine_runtime, env_id)
+        assert env_id in rf.list_active_environments()
+        assert rf.get_environment(env_id) is env
+    assert owned(rayfine_runtime, env_id) == []
+    assert env_id not in rf.list_active_environments()
+    with pytest.raises(errors.EnvironmentClosedError):
+        env.add(1)
+    env.cleanup()  # idempotent
+
+
+def test_cleanup_all_environments(rayfine_runtime, rayfine_image):
+    envs = [rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime) for _ in range(2)]
+    assert rf.cleanup_all_environments() >= 2
+    for env in envs:
+        assert env.closed and owned(rayfine_runtime, env.id) == []
+
+
+def test_container_dying_mid_call_is_a_typed_error(rayfine_runtime, rayfine_image):
+    with rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime) as env:
+        with pytest.raises(errors.ContainerDiedError) as info:
+            env.die(3)
+        assert info.value.exit_code == 3
+
+
+def test_restart_replaces_a_dead_container(rayfine_runtime, rayfine_image):
+    with rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime, restart=True) as env:
+        with pytest.raises(errors.ContainerDiedError):
+            env.die(4)
+        assert env.add(1) == 3

@@ -1,0 +1,5 @@
+"""Docker Engine runtime for Rayfine."""
+
+from .runtime import DockerRuntime
+
+__all__ = ["DockerRuntime"]

@@ -1,0 +1,188 @@
+"""Many calls in flight: one Actor, interleaving async methods, threads, timeouts."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import anyio
+import httpx
+import pytest
+from server_helpers import call, error_of
+
+pytestmark = pytest.mark.anyio
+
+ENV = '''
+    import asyncio
+    import threading
+    import time
+
+    INITS = []
+    RELEASE = threading.Event()
+    BARRIER = threading.Barrier(3, timeout=10)
+    ARRIVED = []
+    ALL_ARRIVED = None
+
+    class Actor:
+        def __init__(self):
+            INITS.append(threading.current_thread().name)
+            time.sleep(0.3)  # wide window for racing first calls
+
+        def sync_ping(self):
+            return "sync"
+
+        async def async_ping(self):
+            return "async"
+
+    async def rendezvous(n: int):
+        """Returns only once n calls are inside it at the same time."""
+        global ALL_ARRIVED
+        if ALL_ARRIVED is None:
+            ALL_ARRIVED = asyncio.Event()
+        ARRIVED.append(1)
+        if len(ARRIVED) == n:
+            ALL_ARRIVED.set()
+        await asyncio.wait_for(ALL_ARRIVED.wait(), 10)
+        return len(ARRIVED)
+
+    def meet_in_threads():
+        """Returns only once 3 threads are inside it at the same time."""
+        return BARRIER.wait()
+
+    async def slow_async(seconds: float):
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            CANCELLED.append(True)
+            raise
+        return "done"
+
+    CANCELLED = []
+
+    def blocked_sync():
+        RELEASE.wait(10)
+        return "released"
+
+    def quick():
+        return "quick"
+'''
+
+
+def async_client(app) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://server")
+
+
+async def gather_calls(client: httpx.AsyncClient, bodies: list) -> list:
+    """POST every body at once and return the responses in order."""
+    responses: list = [None] * len(bodies)
+
+    async def one(i: int, body: dict) -> None:
+        responses[i] = await client.post("/call", json=body)
+
+    async with anyio.create_task_group() as group:
+        for i, body in enumerate(bodies):
+            group.start_soon(one, i, body)
+    return responses
+
+
+async def test_concurrent_first_calls_construct_the_actor_once(make_app):
+    app = make_app(ENV)
+    bodies = [{"method": "sync_ping" if i % 2 else "async_ping"} for i in range(12)]
+    async with async_client(app) as client:
+        responses = await gather_calls(client, bodies)
+    assert [r.status_code for r in responses] == [200] * 12
+    assert {r.json()["result"] for r in responses} == {"sync", "async"}
+    import env
+
+    assert len(env.INITS) == 1
+    assert env.INITS[0] != "MainThread"  # constructed off the event loop
+
+
+async def test_async_methods_interleave(make_app):
+    async with async_client(make_app(ENV)) as client:
+        responses = await gather_calls(client, [{"method": "rendezvous", "args": [4]}] * 4)
+    assert [r.json() for r in responses] == [{"result": 4}] * 4
+
+
+async def test_sync_methods_run_in_parallel_threads(make_app):
+    async with async_client(make_app(ENV, max_threads=3)) as client:
+        responses = await gather_calls(client, [{"method": "meet_in_threads"}] * 3)
+    assert sorted(r.json()["result"] for r in responses) == [0, 1, 2]
+
+
+async def test_async_timeout_cancels_the_method(make_app):
+    async with async_client(make_app(ENV)) as client:
+        started = time.monotonic()
+        response = await client.post(
+            "/call", json={"method": "slow_async", "args": [30], "timeout": 0.2}
+        )
+        assert time.monotonic() - started < 5
+        assert response.status_code == 504
+        error = error_of(response)
+        assert (error["kind"], error["type"]) == ("timeout", "TimeoutError")
+        assert "was cancelled" in error["message"]
+        assert sys.modules["env"].CANCELLED == [True]
+        ok = await client.post("/call", json={"method": "slow_async", "args": [0], "timeout": 5})
+        assert ok.json() == {"result": "done"}
+
+
+async def test_sync_timeout_answers_promptly_and_says_it_runs_on(make_app):
+    async with async_client(make_app(ENV)) as client:
+        started = time.monotonic()
+        response = await client.post("/call", json={"method": "blocked_sync", "timeout": 0.2})
+        elapsed = time.monotonic() - started
+        env = sys.modules["env"]
+        try:
+            assert elapsed < 5
+            assert response.status_code == 504
+            message = error_of(response)["message"]
+            assert "keeps running in the background" in message
+            quick = await client.post("/call", json={"method": "quick"})  # still serving
+            assert quick.json() == {"result": "quick"}
+        finally:
+            env.RELEASE.set()
+
+
+async def test_timeout_while_actor_constructs(make_app):
+    async with async_client(make_app(ENV)) as client:
+        response = await client.post("/call", json={"method": "sync_ping", "timeout": 0.05})
+        assert response.status_code == 504
+        assert "Actor() was still being constructed" in error_of(response)["message"]
+        ok = await client.post("/call", json={"method": "sync_ping"})
+        assert ok.json() == {"result": "sync"}
+    import env
+
+    assert len(env.INITS) == 1  # the abandoned construction was reused, not repeated
+
+
+ACTOR_FAILS_ONCE = """
+    ATTEMPTS = []
+
+    class Actor:
+        def __init__(self):
+            ATTEMPTS.append(1)
+            if len(ATTEMPTS) == 1:
+                raise RuntimeError("first init fails")
+
+        def hello(self):
+            return "hi"
+
+    def plain():
+        return "plain works"
+"""
+
+
+def test_actor_init_failure_is_reported_then_retried(make_client):
+    client = make_client(ACTOR_FAILS_ONCE)
+    response = call(client, "hello")
+    assert response.status_code == 500
+    error = error_of(response)
+    assert error["kind"] == "actor_init_failed"
+    assert (error["type"], error["message"]) == ("RuntimeError", "first init fails")
+    assert "in __init__" in error["traceback"]
+    assert call(client, "plain").json() == {"result": "plain works"}  # functions need no Actor
+    assert call(client, "hello").json() == {"result": "hi"}
+    assert call(client, "hello").json() == {"result": "hi"}
+    import env
+
+    assert len(env.ATTEMPTS) == 2

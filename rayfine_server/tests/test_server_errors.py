@@ -1,0 +1,148 @@
+"""Every failure answers the common error shape, and the server keeps serving."""
+
+from __future__ import annotations
+
+import pytest
+from server_helpers import call, error_of
+
+ENV = """
+    class MyError(Exception):
+        pass
+
+    def add(a: int, b: int = 2, *, scale: float = 1.0) -> float:
+        return (a + b) * scale
+
+    def fails(message):
+        return _inner(message)
+
+    def _inner(message):
+        raise ValueError(message)
+
+    def fails_custom():
+        raise MyError("custom failure")
+
+    async def afails():
+        raise KeyError("missing")
+
+    def exits():
+        raise SystemExit(3)
+
+    def ok():
+        return "ok"
+"""
+
+
+def test_wrong_arguments_are_422_with_signature(make_client):
+    client = make_client(ENV)
+    for args, kwargs in [((), {}), ((1, 2, 3), {}), ((1,), {"nope": 1}), ((1,), {"a": 2})]:
+        response = client.post(
+            "/call", json={"method": "add", "args": list(args), "kwargs": kwargs}
+        )
+        assert response.status_code == 422, (args, kwargs)
+        error = error_of(response)
+        assert error["kind"] == "invalid_arguments"
+        assert error["type"] == "TypeError"
+        assert "add(a: int, b: int = 2, *, scale: float = 1.0) -> float" in error["message"]
+
+
+def test_user_exception_is_500_with_type_message_and_traceback(make_client):
+    response = call(make_client(ENV), "fails", "boom")
+    assert response.status_code == 500
+    error = error_of(response)
+    assert error["kind"] == "remote_exception"
+    assert error["type"] == "ValueError"
+    assert error["message"] == "boom"
+    trace = error["traceback"]
+    assert trace.startswith("Traceback (most recent call last):")
+    assert "in fails" in trace and "in _inner" in trace
+    assert "raise ValueError(message)" in trace
+    assert "rayfine_server" not in trace  # the server's own frames are trimmed
+    assert trace.rstrip().endswith("ValueError: boom")
+
+
+def test_custom_and_async_exceptions_carry_qualified_type(make_client):
+    client = make_client(ENV)
+    error = error_of(call(client, "fails_custom"))
+    assert (error["type"], error["message"]) == ("env.MyError", "custom failure")
+    error = error_of(call(client, "afails"))
+    assert (error["type"], error["message"]) == ("KeyError", "'missing'")
+    assert "in afails" in error["traceback"]
+
+
+def test_system_exit_in_user_code_does_not_stop_the_server(make_client):
+    client = make_client(ENV)
+    error = error_of(call(client, "exits"))
+    assert (error["kind"], error["type"]) == ("remote_exception", "SystemExit")
+    assert call(client, "ok").json() == {"result": "ok"}
+
+
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe\x00", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object, got array"),
+        (b'{"args": []}', "'method' must be a non-empty string, got null"),
+        (b'{"method": 5}', "'method' must be a non-empty string, got number"),
+        (b'{"method": "ok", "args": {}}', "'args' must be a list, got object"),
+        (b'{"method": "ok", "kwargs": []}', "'kwargs' must be an object, got array"),
+        (b'{"method": "ok", "timeout": "1"}', "'timeout' must be a number"),
+        (b'{"method": "ok", "timeout": true}', "'timeout' must be a number"),
+        (b'{"method": "ok", "timeout": -1}', "positive"),
+        (b'{"method": "ok", "kwarg": {}}', "Unknown field(s) kwarg"),
+        (b"[" * 100000, "not valid JSON"),
+    ],
+)
+def test_malformed_bodies_are_400(make_client, body, fragment):
+    client = make_client(ENV)
+    response = client.post("/call", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["kind"] == "bad_request"
+    assert fragment in error["message"]
+    assert call(client, "ok").json() == {"result": "ok"}
+
+
+def test_oversized_body_is_400(make_client, monkeypatch):
+    monkeypatch.setattr("rayfine_server.app.MAX_BODY_BYTES", 1000)
+    client = make_client(ENV)
+    big = b'{"method": "ok", "args": ["' + b"x" * 2000 + b'"]}'
+    error = error_of(client.post("/call", content=big))
+    assert error["kind"] == "bad_request" and "exceeds the limit of 1000 bytes" in error["message"]
+
+    def chunks():  # no Content-Length: the limit is enforced while streaming
+        for _ in range(5):
+            yield b"x" * 500
+
+    response = client.post("/call", content=chunks())
+    assert response.status_code == 400
+    assert "exceeds the limit" in error_of(response)["message"]
+    assert call(client, "ok").json() == {"result": "ok"}
+
+
+def test_unknown_routes_and_verbs_use_the_error_shape(make_client):
+    client = make_client(ENV)
+    response = client.get("/nope")
+    assert response.status_code == 404
+    assert error_of(response)["kind"] == "bad_request"
+    assert "POST /call" in error_of(response)["message"]
+    response = client.get("/call")
+    assert response.status_code == 405
+    assert error_of(response)["kind"] == "bad_request"
+    assert response.headers["allow"] == "POST"
+    assert client.get("/docs").status_code == 404  # no generated docs to leak the surface
+
+
+def test_internal_errors_are_reported_and_survived(make_client, monkeypatch):
+    client = make_client(ENV)
+
+    def broken(value):
+        raise RuntimeError("encoder bug")
+
+    monkeypatch.setattr("rayfine_server.dispatch.encode_json", broken)
+    response = call(client, "ok")
+    assert response.status_code == 500
+    assert error_of(response)["kind"] == "internal_error"
+    assert "encoder bug" in error_of(response)["message"]
+    monkeypatch.undo()
+    assert call(client, "ok").json() == {"result": "ok"}
