@@ -28,6 +28,7 @@ from .types import BuildRequest, EnvType
 from .wheelhouse import ensure_wheels
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
+OFFLINE_WHEELS_DIR = ".rayfine"
 _IGNORED = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", ".venv", ".mypy_cache", ".pytest_cache")
 _TAG_RE = re.compile(
     r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -108,7 +109,22 @@ def _build_http(rt: Runtime, info: EnvInfo, image: str, args: dict[str, str], di
             " (e.g. CMD [\"uvicorn\", \"env:app\", \"--host\", \"0.0.0.0\", \"--port\", \"8000\"])."
         )
     extra = {labels.OWNER: labels.OWNER_VALUE, labels.ENV_TYPE: EnvType.HTTP_BASED.value, labels.CONTENT_HASH: digest}
-    return _run_build(rt, BuildRequest(info.path, "Dockerfile", image, args, extra, nocache, emit))
+    if OFFLINE_WHEELS_DIR not in info.dockerfile.read_text(errors="replace"):
+        return _run_build(rt, BuildRequest(info.path, "Dockerfile", image, args, extra, nocache, emit))
+    with tempfile.TemporaryDirectory(prefix="rayfine-build-") as tmp:
+        context = _stage_env_dir(info.path, Path(tmp) / "context")
+        _stage_offline_wheels(context / OFFLINE_WHEELS_DIR, emit)
+        return _run_build(rt, BuildRequest(context, "Dockerfile", image, args, extra, nocache, emit))
+
+
+def _stage_offline_wheels(dest: Path, emit) -> None:
+    """Put the pinned FastAPI/uvicorn wheels and their installer in the build context.
+
+    A Dockerfile that mentions ``.rayfine/`` gets them, so an http-based app can
+    install its server offline: ``RUN python3 .rayfine/install_wheels.py .rayfine/wheels /opt/site``.
+    """
+    shutil.copytree(ensure_wheels(emit), dest / "wheels", ignore=shutil.ignore_patterns(".complete"))
+    (dest / "install_wheels.py").write_bytes(resources.files("rayfine_core.image").joinpath("install_wheels.py").read_bytes())
 
 
 def _build_function(rt: Runtime, info: EnvInfo, final: str, args: dict[str, str], digest: str, nocache: bool, emit) -> str:
@@ -182,10 +198,9 @@ def _default_dockerfile(context: Path) -> str:
 
 def _stage_server_layer(info: EnvInfo, base: str, context: Path, digest: str, emit) -> Path:
     context.mkdir(parents=True)
-    shutil.copytree(ensure_wheels(emit), context / "wheels", ignore=shutil.ignore_patterns(".complete"))
+    _stage_offline_wheels(context, emit)
     shutil.copytree(server_package_dir(), context / "rayfine_server", ignore=shutil.ignore_patterns("__pycache__", "tests"))
-    for name in ("install_wheels.py", "rayfine_start.py"):
-        (context / name).write_bytes(resources.files("rayfine_core.image").joinpath(name).read_bytes())
+    (context / "rayfine_start.py").write_bytes(resources.files("rayfine_core.image").joinpath("rayfine_start.py").read_bytes())
     shutil.copy2(info.path / "env.py", context / "env.py")
     (context / "Dockerfile").write_text(_server_dockerfile(base, digest))
     return context

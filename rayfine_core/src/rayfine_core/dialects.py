@@ -33,16 +33,16 @@ class HttpDialect:
     methods_path = "/openapi.json"
 
     def parse_methods(self, data: Any) -> dict[str, MethodInfo]:
+        """Every POST route without path parameters becomes a method named after its path."""
         found: dict[str, MethodInfo] = {}
         for path, operations in (data.get("paths") or {}).items():
             post = operations.get("post") if isinstance(operations, dict) else None
-            if not post or "{" in path:
-                continue
-            name = path.strip("/").replace("/", "_").replace("-", "_")
-            if name:
+            name = route_method_name(path)
+            if post and name:
+                params = _body_params(post, data)
                 found[name] = MethodInfo(
-                    name=name, signature="(**body)", doc=post.get("description") or post.get("summary"),
-                    kind="route", params=(Param("body", "VAR_KEYWORD", False),), path=path,
+                    name=name, signature=_signature_text(params), doc=post.get("description") or post.get("summary"),
+                    kind="route", params=params, path=path,
                 )
         return found
 
@@ -66,14 +66,65 @@ class HttpDialect:
         if 200 <= status < 300:
             return payload
         detail = payload.get("detail", payload) if isinstance(payload, dict) else payload
-        if status == 404:
-            return_cls: type[errors.RemoteError] = errors.MethodNotFoundError
-        elif status == 422:
-            return_cls = errors.InvalidArgumentsError
-        else:
-            return_cls = errors.RemoteException
-        raise return_cls(f"HTTP {status}", json.dumps(detail) if not isinstance(detail, str) else detail, method=method)
+        if status == 404 and detail == "Not Found":  # the framework's answer for an unknown route
+            raise errors.MethodNotFoundError("HTTP 404", f"the app has no route for {method}()", method=method)
+        if status == 422:
+            raise errors.InvalidArgumentsError("HTTP 422", json.dumps(detail), method=method)
+        raise errors.RemoteHTTPError(status, detail, method=method)
 
 
 def dialect_for(env_type: EnvType) -> "FunctionDialect | HttpDialect":
     return FunctionDialect() if env_type is EnvType.FUNCTION_BASED else HttpDialect()
+
+
+def route_method_name(path: str) -> Optional[str]:
+    """``/evaluate`` -> ``evaluate``, ``/env/reset-all`` -> ``env_reset_all``; None for templated paths."""
+    if "{" in path:
+        return None
+    name = path.strip("/").replace("/", "_").replace("-", "_").replace(".", "_")
+    return name if name.isidentifier() else None
+
+
+def _body_params(operation: Mapping[str, Any], document: Mapping[str, Any]) -> tuple[Param, ...]:
+    """Keyword parameters from a JSON request body schema (one ``$ref`` level resolved)."""
+    content = ((operation.get("requestBody") or {}).get("content") or {}).get("application/json") or {}
+    schema = _resolve(content.get("schema") or {}, document)
+    if schema.get("type") not in (None, "object") or not isinstance(schema.get("properties"), dict):
+        return (Param("body", "VAR_KEYWORD", False),) if content else ()
+    required = set(schema.get("required") or ())
+    params = [
+        Param(name, "KEYWORD_ONLY", name in required, prop.get("default"), _type_name(_resolve(prop, document)))
+        for name, prop in schema["properties"].items()
+        if name.isidentifier()
+    ]
+    if schema.get("additionalProperties", True) is not False:
+        params.append(Param("extra", "VAR_KEYWORD", False))  # the server decides about unknown fields
+    return tuple(params)
+
+
+def _resolve(schema: Mapping[str, Any], document: Mapping[str, Any]) -> Mapping[str, Any]:
+    ref = schema.get("$ref") if isinstance(schema, Mapping) else None
+    if not isinstance(ref, str) or not ref.startswith("#/"):
+        return schema if isinstance(schema, Mapping) else {}
+    node: Any = document
+    for part in ref[2:].split("/"):
+        node = node.get(part, {}) if isinstance(node, Mapping) else {}
+    return node if isinstance(node, Mapping) else {}
+
+
+def _type_name(schema: Mapping[str, Any]) -> Optional[str]:
+    kind = schema.get("type") or schema.get("title")
+    return str(kind) if kind else None
+
+
+def _signature_text(params: Sequence[Param]) -> str:
+    parts: list[str] = []
+    for p in params:
+        if p.kind == "VAR_KEYWORD":
+            parts.append(f"**{p.name}")
+            continue
+        if not parts:
+            parts.append("*")
+        text = f"{p.name}: {p.annotation}" if p.annotation else p.name
+        parts.append(text if p.required else f"{text} = {p.default!r}")
+    return f"({', '.join(parts)})"

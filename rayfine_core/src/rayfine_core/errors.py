@@ -60,6 +60,10 @@ class EngineUnavailableError(RuntimeFailure):
     """The engine (docker daemon, podman service) cannot be reached."""
 
 
+class NotOwnedError(RuntimeFailure):
+    """The container exists but Rayfine did not start it, so Rayfine leaves it alone."""
+
+
 class ImageBuildError(RuntimeFailure):
     """An image build failed; ``log_tail`` holds the last lines of build output."""
 
@@ -142,6 +146,15 @@ class RemoteError(RayfineError):
 
 class RemoteException(RemoteError):
     """The environment's code raised an exception."""
+
+
+class RemoteHTTPError(RemoteException):
+    """An http-based environment answered with an error status; ``status_code`` and ``detail`` say which."""
+
+    def __init__(self, status_code: int, detail: object, *, method: str = "") -> None:
+        self.status_code = status_code
+        self.detail = detail
+        super().__init__(f"HTTP {status_code}", detail if isinstance(detail, str) else repr(detail), method=method)
 
 
 class ActorInitError(RemoteError):

@@ -76,7 +76,7 @@ def ownership_labels(env_id: str) -> dict[str, str]:
 
 def _labelled_type(image: str, image_labels: dict[str, str]) -> EnvType:
     value = image_labels.get(labels.ENV_TYPE)
-    if value is None:
+    if not value:
         raise errors.ValidationError(
             f"Image {image!r} was not built by Rayfine (no {labels.ENV_TYPE} label). Pass"
             " env_type='http_based' for an image whose CMD serves a FastAPI app, or build it with"

@@ -10,7 +10,7 @@ import inspect
 from typing import Any, Mapping, Optional, Sequence
 
 from .errors import InvalidArgumentsError
-from .protocol import MethodInfo
+from .protocol import MethodInfo, Param
 
 _NO_DEFAULT = inspect.Parameter.empty
 
@@ -18,13 +18,16 @@ _NO_DEFAULT = inspect.Parameter.empty
 def to_signature(info: MethodInfo) -> Optional[inspect.Signature]:
     """Rebuild an :class:`inspect.Signature` from the server's description."""
     try:
-        params = [
-            inspect.Parameter(p.name, getattr(inspect.Parameter, p.kind), default=_NO_DEFAULT if p.required else p.default)
-            for p in info.params
-        ]
-        return inspect.Signature(params)
+        return inspect.Signature([_parameter(p) for p in info.params])
     except (AttributeError, ValueError, TypeError):
         return None  # an unusual signature: let the server judge
+
+
+def _parameter(param: Param) -> inspect.Parameter:
+    kind = getattr(inspect.Parameter, param.kind)
+    variadic = kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    default = _NO_DEFAULT if param.required or variadic else param.default
+    return inspect.Parameter(param.name, kind, default=default)
 
 
 def check_arguments(info: MethodInfo, signature: Optional[inspect.Signature], args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:

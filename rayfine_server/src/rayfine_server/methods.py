@@ -124,8 +124,24 @@ def _signature(func: Callable[..., Any], *, drop_first: bool) -> inspect.Signatu
             inspect.Parameter.POSITIONAL_OR_KEYWORD,
         )
     ):
-        signature = signature.replace(parameters=params[1:])
-    return signature
+        params = params[1:]
+    return _unquote_annotations(signature.replace(parameters=params))
+
+
+def _unquote_annotations(signature: inspect.Signature) -> inspect.Signature:
+    """Show string annotations (``from __future__ import annotations``) as written, unquoted.
+
+    They are not evaluated: that could run code or fail on names only a type
+    checker sees.
+    """
+    params = [
+        p.replace(annotation=_Verbatim(p.annotation)) if isinstance(p.annotation, str) else p
+        for p in signature.parameters.values()
+    ]
+    returns = signature.return_annotation
+    if isinstance(returns, str):
+        returns = _Verbatim(returns)
+    return signature.replace(parameters=params, return_annotation=returns)
 
 
 def _format_signature(signature: inspect.Signature) -> str:

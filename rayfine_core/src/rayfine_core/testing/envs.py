@@ -92,9 +92,48 @@ def ping():
     return "pong"
 '''
 
+HTTP_APP = '''
+"""An existing FastAPI app with state across calls and no /health route."""
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel
+
+app = FastAPI()
+counters = {}
+
+
+class Bump(BaseModel):
+    name: str
+    by: int = 1
+
+
+@app.post("/bump")
+def bump(request: Bump) -> dict:
+    """Add to a named counter."""
+    counters[request.name] = counters.get(request.name, 0) + request.by
+    return {"name": request.name, "value": counters[request.name]}
+
+
+@app.post("/fail")
+def fail() -> dict:
+    raise HTTPException(409, "conflict on purpose")
+'''
+
+HTTP_DOCKERFILE = """\
+ARG RAYFINE_BASE_IMAGE
+FROM ${RAYFINE_BASE_IMAGE}
+COPY .rayfine /tmp/rayfine
+RUN python3 /tmp/rayfine/install_wheels.py /tmp/rayfine/wheels /opt/site && rm -rf /tmp/rayfine
+ENV PYTHONPATH=/opt/site
+WORKDIR /app
+COPY env.py /app/env.py
+CMD ["python3", "-m", "uvicorn", "env:app", "--host", "0.0.0.0", "--port", "8000"]
+"""
+
 ENVS = {
     "kitchen-sink": KITCHEN_SINK,
     "init-fails": INIT_FAILS,
     "import-fails": IMPORT_FAILS,
     "slow-import": SLOW_IMPORT,
+    "http-app": {"env.py": HTTP_APP, "Dockerfile": HTTP_DOCKERFILE},
 }
+"""Name -> env.py source, or name -> {file name: content}."""

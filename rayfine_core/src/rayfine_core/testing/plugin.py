@@ -41,7 +41,9 @@ def rayfine_image(rayfine_runtime: str, tmp_path_factory: pytest.TempPathFactory
     def build(name: str) -> str:
         if name not in built:
             env_dir = Path(tmp_path_factory.mktemp(name))
-            (env_dir / "env.py").write_text(ENVS[name])
+            files = ENVS[name] if isinstance(ENVS[name], dict) else {"env.py": ENVS[name]}
+            for file_name, content in files.items():
+                (env_dir / file_name).write_text(content)
             tag = f"rayfine-conformance-{name}:{rayfine_runtime}"
             rf.build_image_from_env(env_dir, tag, quiet=True, runtime=rayfine_runtime)
             built[name] = tag

@@ -231,3 +231,47 @@ def test_restart_replaces_a_dead_container(rayfine_runtime, rayfine_image):
         with pytest.raises(errors.ContainerDiedError):
             env.die(4)
         assert env.add(1) == 3
+
+
+# -- http-based environments ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def http_env(rayfine_runtime, rayfine_image):
+    with rf.load_env(rayfine_image("http-app"), runtime=rayfine_runtime) as env:
+        yield env
+
+
+def test_http_app_is_built_as_is_and_labelled(rayfine_runtime, rayfine_image):
+    image_labels = rf.get_runtime(rayfine_runtime).image_labels(rayfine_image("http-app"))
+    assert image_labels[labels.ENV_TYPE] == "http_based"
+
+
+def test_http_routes_are_methods_with_state(http_env):
+    assert {m.name for m in http_env.list_methods()} >= {"bump", "fail"}
+    assert http_env.bump(name="a") == {"name": "a", "value": 1}
+    assert http_env.bump(name="a", by=5) == {"name": "a", "value": 6}
+    assert http_env.is_ready()  # the app has no /health: readiness falls back to its OpenAPI document
+
+
+def test_http_errors(http_env):
+    with pytest.raises(errors.InvalidArgumentsError, match="missing a required argument: 'name'"):
+        http_env.bump(by=2)
+    with pytest.raises(errors.InvalidArgumentsError, match="positional"):
+        http_env.bump("a")
+    with pytest.raises(errors.RemoteHTTPError) as info:
+        http_env.fail()
+    assert info.value.status_code == 409 and "conflict on purpose" in str(info.value)
+    with pytest.raises(errors.MethodNotFoundError):
+        http_env.no_such_route()
+
+
+def test_env_type_override_for_an_unlabelled_image(rayfine_runtime, rayfine_image, tmp_path):
+    (tmp_path / "Dockerfile").write_text(f"FROM {rayfine_image('http-app')}\nLABEL {labels.ENV_TYPE}=\"\"\n")
+    runtime = rf.get_runtime(rayfine_runtime)
+    tag = f"rayfine-conformance-unlabelled:{rayfine_runtime}"
+    runtime.build(rf.BuildRequest(context_dir=tmp_path, dockerfile="Dockerfile", tag=tag))
+    with pytest.raises(errors.ValidationError, match="env_type='http_based'"):
+        rf.load_env(tag, runtime=rayfine_runtime)
+    with rf.load_env(tag, runtime=rayfine_runtime, env_type="http_based") as env:
+        assert env.bump(name="z")["value"] == 1
