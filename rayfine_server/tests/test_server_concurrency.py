@@ -65,6 +65,17 @@ ENV = '''
 
     def quick():
         return "quick"
+
+    SPINS = [0]
+    SPIN_STOPPED = threading.Event()
+
+    def spin():
+        """Pure Python busy work that never returns by itself."""
+        try:
+            while True:
+                SPINS[0] += 1
+        finally:
+            SPIN_STOPPED.set()
 '''
 
 
@@ -136,7 +147,7 @@ async def test_sync_timeout_answers_promptly_and_says_it_runs_on(make_app):
             assert elapsed < 5
             assert response.status_code == 504
             message = error_of(response)["message"]
-            assert "keeps running in the background" in message
+            assert "interrupted at its next Python instruction" in message
             quick = await client.post("/call", json={"method": "quick"})  # still serving
             assert quick.json() == {"result": "quick"}
         finally:
@@ -186,3 +197,16 @@ def test_actor_init_failure_is_reported_then_retried(make_client):
     import env
 
     assert len(env.ATTEMPTS) == 2
+
+
+async def test_sync_timeout_interrupts_python_code(make_app):
+    async with async_client(make_app(ENV)) as client:
+        response = await client.post("/call", json={"method": "spin", "timeout": 0.3})
+        assert response.status_code == 504
+        env = sys.modules["env"]
+        assert env.SPIN_STOPPED.wait(5), "the timed-out sync method kept running"
+        spins = env.SPINS[0]
+        time.sleep(0.2)
+        assert env.SPINS[0] == spins
+        quick = await client.post("/call", json={"method": "quick"})
+        assert quick.json() == {"result": "quick"}

@@ -20,13 +20,13 @@ from typing import Any, Optional
 
 import httpx
 
-from . import errors, labels
+from . import errors, labels, reaper
 from .options import EnvOptions
 from .plugins import get_plugin_manager, get_runtime
 from .runtime import Runtime
 from .types import ContainerHandle, EnvType, StartRequest
 
-_PROCESS_START = str(time.time())
+_PROCESS_START = reaper.own_start_time()
 LOG_TAIL = 40
 
 
@@ -45,6 +45,7 @@ class Launch:
 def prepare(options: EnvOptions, env_id: Optional[str] = None) -> Launch:
     """Resolve the runtime, the environment type and the container settings."""
     rt = get_runtime(options.runtime)
+    reaper.reap_once(rt, socket_root())
     image_labels = rt.image_labels(options.image)
     env_type = options.env_type or _labelled_type(options.image, image_labels)
     env_id = env_id or secrets.token_hex(6)
@@ -93,8 +94,13 @@ def _use_unix_socket(options: EnvOptions) -> bool:
     return options.http_port is None and os.name == "posix"
 
 
+def socket_root() -> Path:
+    """Private directory (0700) holding one socket directory per environment."""
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"rayfine-{os.getuid()}"
+
+
 def _socket_dir(env_id: str) -> Path:
-    root = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"rayfine-{os.getuid()}"
+    root = socket_root()
     root.mkdir(mode=0o700, exist_ok=True)
     path = root / env_id
     path.mkdir()

@@ -29,6 +29,7 @@ from .errors import (
     TIMEOUT,
     CallError,
 )
+from .interrupt import CallInterrupted, ThreadCall
 from .loader import LoadedEnv
 from .methods import ACTOR, Method
 
@@ -97,12 +98,17 @@ class Dispatcher:
         target = await self._target(method)
         if method.is_async:
             return await _call_async(target, request.args, request.kwargs)
-        result = await anyio.to_thread.run_sync(
-            partial(_call_sync, target, request.args, request.kwargs),
-            limiter=self._thread_limiter(),
-            # On timeout, answer now; the thread cannot be stopped and runs on.
-            abandon_on_cancel=True,
-        )
+        call = ThreadCall()
+        try:
+            result = await anyio.to_thread.run_sync(
+                partial(call.run, _call_sync, target, request.args, request.kwargs),
+                limiter=self._thread_limiter(),
+                # On timeout, answer now; the thread is interrupted below.
+                abandon_on_cancel=True,
+            )
+        except anyio.get_cancelled_exc_class():
+            call.interrupt()
+            raise
         if inspect.isawaitable(result):  # a sync wrapper around a coroutine function
             result = await _call_async(lambda: result, [], {})
         return result
@@ -141,6 +147,8 @@ def _call_sync(func: Callable[..., Any], args: list, kwargs: dict) -> Any:
         return func(*args, **kwargs)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - SystemExit must not stop the server
         raise CallError.from_exception(REMOTE_EXCEPTION, exc) from None
+    except CallInterrupted:
+        return None  # the call timed out; nobody waits for this result
 
 
 async def _call_async(func: Callable[..., Awaitable[Any]], args: list, kwargs: dict) -> Any:
@@ -163,8 +171,7 @@ def _timeout_error(method: Method, timeout: float, constructing: bool) -> CallEr
         message += " and was cancelled."
     else:
         message += (
-            ". It is a sync method running in a worker thread, which cannot be"
-            " interrupted: it keeps running in the background until it returns"
-            " (restart the environment to stop it)."
+            ". It is a sync method: it was interrupted at its next Python instruction"
+            " (a blocking C call such as a long sleep or read finishes first)."
         )
     return CallError(TIMEOUT, message, type_name="TimeoutError")
