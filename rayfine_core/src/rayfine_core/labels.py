@@ -17,3 +17,6 @@ HOST = "rayfine.host"
 PROCESS_START = "rayfine.process_start"
 """Start time of that client process, so a reused pid is not mistaken for it."""
 ENV_ID = "rayfine.env_id"
+DETACHED = "rayfine.detached"
+"""``"1"`` on a container meant to outlive the process that started it (``rayfine run``,
+:meth:`~rayfine_core.environment.BaseEnvironment.detach`): never reap it as an orphan."""
