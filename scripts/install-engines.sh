@@ -125,6 +125,13 @@ docker_ok() { timeout 15 docker info >/dev/null 2>&1; }
 start_dockerd() {
     # systemd socket activation or a hand-started dockerd both answer here.
     if docker_ok; then log "dockerd already running"; return 0; fi
+    # A dockerd still shutting down holds its pid file: let it finish first.
+    local i
+    for i in $(seq 60); do
+        [ -f /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null || break
+        [ "$i" = 1 ] && log "waiting for a stopping dockerd to exit"
+        sleep 1
+    done
     # A dockerd killed uncleanly leaves a pid file that makes the next refuse to start.
     if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
         rm -f /var/run/docker.pid

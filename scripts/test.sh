@@ -22,6 +22,8 @@ run unit tests rayfine_server/tests "$@"
 for runtime in docker podman example; do
     run "conformance-$runtime" --pyargs rayfine_core.testing --rayfine-runtime "$runtime" "$@"
 done
+# The unit run covered these on docker; the same fault and bad-input tests on podman.
+run faults-podman tests/test_faults.py tests/test_bad_input.py --rayfine-runtime podman "$@"
 
 leaks="$(docker ps -aq --filter label=rayfine.owner=rayfine; podman ps -aq --filter label=rayfine.owner=rayfine)"
 if [ -n "$leaks" ]; then

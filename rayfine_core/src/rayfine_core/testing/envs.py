@@ -55,6 +55,11 @@ class Actor:
         return {"CapEff": status["CapEff"].strip(), "NoNewPrivs": status["NoNewPrivs"].strip(),
                 "uid": os.getuid()}
 
+    def allocate(self, megabytes: int) -> int:
+        """Hold ``megabytes`` of touched memory (to provoke the OOM killer)."""
+        self.hoard = [bytearray(1024 * 1024) for _ in range(megabytes)]
+        return len(self.hoard)
+
     def die(self, code: int = 3):
         os._exit(code)
 
