@@ -60,6 +60,21 @@ class Actor:
         self.hoard = [bytearray(1024 * 1024) for _ in range(megabytes)]
         return len(self.hoard)
 
+    def interfaces(self) -> list:
+        return sorted(os.listdir("/sys/class/net"))
+
+    def cgroup_limits(self) -> dict:
+        """Memory and pids limits as the container's cgroup (v1 or v2) reports them."""
+        def first(*paths):
+            for path in paths:
+                if os.path.exists(path):
+                    return open(path).read().strip()
+            return None
+        return {
+            "memory": first("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+            "pids": first("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"),
+        }
+
     def die(self, code: int = 3):
         os._exit(code)
 

@@ -6,6 +6,8 @@ Run: ``pytest --pyargs rayfine_core.testing --rayfine-runtime NAME``.
 from __future__ import annotations
 
 import concurrent.futures
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -275,3 +277,29 @@ def test_env_type_override_for_an_unlabelled_image(rayfine_runtime, rayfine_imag
         rf.load_env(tag, runtime=rayfine_runtime)
     with rf.load_env(tag, runtime=rayfine_runtime, env_type="http_based") as env:
         assert env.bump(name="z")["value"] == 1
+
+
+# -- isolation options ----------------------------------------------------------------
+
+
+def test_network_none_still_serves_calls(rayfine_runtime, rayfine_image):
+    with rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime, network="none") as env:
+        assert env.add(1) == 3
+        assert env.interfaces() == ["lo"]
+
+
+def test_resource_limits_are_applied(rayfine_runtime, rayfine_image):
+    with rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime, mem_limit="256m", pids_limit=64) as env:
+        limits = env.cgroup_limits()
+        assert limits["memory"] == str(256 * 1024 * 1024)
+        assert limits["pids"] == "64"
+
+
+def test_published_port_is_loopback_only(rayfine_runtime, rayfine_image):
+    with rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime, transport="tcp") as env:
+        endpoint = env.handle.endpoint
+        assert endpoint.unix_socket is None and endpoint.host == "127.0.0.1" and endpoint.port
+        assert env.add(1) == 3
+        if shutil.which(rayfine_runtime):  # the engine's own view of the binding
+            out = subprocess.run([rayfine_runtime, "port", env.handle.id], capture_output=True, text=True).stdout
+            assert out.strip().endswith(f"127.0.0.1:{endpoint.port}"), out
