@@ -184,3 +184,25 @@ def test_engine_stopped_and_started(rayfine_runtime, rayfine_image):
     assert containers_of(rayfine_runtime, env.id) == []
     with rf.load_env(image, runtime=rayfine_runtime) as fresh:
         assert fresh.add(2) == 4
+
+
+# -- the engine hiccups -------------------------------------------------------------------
+
+
+def test_engine_hiccup_during_start_is_retried_once(rayfine_runtime, rayfine_image, monkeypatch):
+    """The engine fails the first start as if the daemon blinked: the start is retried once."""
+    runtime = rf.get_runtime(rayfine_runtime)
+    real_start = runtime.start
+    attempts: list[str] = []
+
+    def flaky_start(request):
+        attempts.append(request.name)
+        if len(attempts) == 1:
+            raise errors.EngineUnavailableError("connection reset by the engine (injected)")
+        return real_start(request)
+
+    monkeypatch.setattr(runtime, "start", flaky_start)
+    with rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime) as env:
+        assert env.add(1) == 3
+    assert len(attempts) == 2
+    assert containers_of(rayfine_runtime, env.id) == []
