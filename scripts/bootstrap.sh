@@ -15,6 +15,9 @@ cd "$(dirname "$0")/.."
 REPO="$(pwd)"
 BASE_IMAGE=rayfine/python:3.11-bookworm
 MEMBERS=(rayfine_core rayfine_docker rayfine_podman rayfine_server)
+# Out-of-tree distributions installed too: the third-party plugin example is
+# tested (tests/test_third_party_plugin.py, conformance --rayfine-runtime example).
+EXTRAS=(examples/rayfine-example-runtime)
 DEV_TOOLS=(pytest pytest-timeout hypothesis)
 
 # --- (a) .venv with the workspace installed editable -------------------------
@@ -42,7 +45,7 @@ fi
 # Members are added over time: install the ones that exist now.
 editable=()
 manifests=(pyproject.toml)
-for member in "${MEMBERS[@]}"; do
+for member in "${MEMBERS[@]}" "${EXTRAS[@]}"; do
     if [ -f "$member/pyproject.toml" ]; then
         editable+=(-e "./$member")
         manifests+=("$member/pyproject.toml")

@@ -143,8 +143,12 @@ def engine_up(runtime: str) -> bool:
         return False
 
 
+SHARED_PODMAN = "unix:///run/podman/podman.sock"
+"""The podman service scripts/install-engines.sh starts (the one this test restarts)."""
+
+
 def stop_engine(runtime: str) -> None:
-    pattern = "dockerd" if runtime == "docker" else "podman system service"
+    pattern = "dockerd" if runtime == "docker" else f"podman system service --time=0 {SHARED_PODMAN}"
     subprocess.run(["pkill", "-TERM", "-f", pattern], check=False)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -161,9 +165,12 @@ def start_engine(runtime: str) -> None:
         time.sleep(0.5)
 
 
-def test_engine_stopped_and_started(rayfine_runtime, rayfine_image):
+def test_engine_stopped_and_started(rayfine_runtime, rayfine_image, monkeypatch):
     if rayfine_runtime not in ("docker", "podman") or os.environ.get("RAYFINE_SKIP_ENGINE_RESTART") == "1":
         pytest.skip("restarting the engine is implemented for the docker and podman set-up scripts")
+    if rayfine_runtime == "podman":  # pin the shared service: no fallback to a private one
+        monkeypatch.setenv("RAYFINE_PODMAN_URL", SHARED_PODMAN)
+        rf.get_runtime("podman").close()
     image = rayfine_image("kitchen-sink")
     env = rf.load_env(image, runtime=rayfine_runtime)
     try:

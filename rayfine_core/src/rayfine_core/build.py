@@ -43,7 +43,7 @@ def base_image() -> str:
 
 def split_tag(image_tag: str) -> tuple[str, str]:
     """Split ``repo:tag`` (``latest`` when absent), checking it is a valid reference."""
-    if not isinstance(image_tag, str) or not _TAG_RE.match(image_tag):
+    if not isinstance(image_tag, str) or not _TAG_RE.fullmatch(image_tag):
         raise ValidationError(
             f"Invalid image tag {image_tag!r}: use lowercase `name` or `name:tag`"
             " (letters, digits, '.', '_', '-'), e.g. 'affine:latest'."

@@ -10,8 +10,9 @@ never at module import time, so listing plugins needs no daemon.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from typing import ClassVar, Mapping
+from typing import ClassVar, Iterator, Mapping, Sequence
 
 from .types import BuildRequest, ContainerHandle, ContainerRecord, ContainerState, StartRequest
 
@@ -70,9 +71,48 @@ class Runtime(ABC):
     def list_containers(self, labels: Mapping[str, str]) -> list[ContainerRecord]:
         """List containers (running or not) carrying all of ``labels``."""
 
+    def follow_logs(self, container_id: str, tail: int = 50) -> Iterator[str]:
+        """Yield the last ``tail`` lines of output, then each new line, until the container stops.
+
+        Lines keep their ``"\\n"``.  This default polls :meth:`logs` twice a
+        second; override it with the engine's log stream where there is one.
+        """
+        window = max(tail, _FOLLOW_WINDOW)
+        seen: list[str] = []
+        first = True
+        while True:
+            running = self.health(container_id).running  # before reading: no line is lost at exit
+            lines = self.logs(container_id, window).splitlines(keepends=True)
+            if running and lines and not lines[-1].endswith("\n"):
+                lines.pop()  # a line still being written: take it whole on the next poll
+            if first:
+                yield from (lines[len(lines) - tail:] if tail > 0 else [])
+            else:
+                yield from _unseen(seen, lines)
+            seen, first = lines, False
+            if not running:
+                return
+            time.sleep(_FOLLOW_POLL)
+
     def version(self) -> str:
         """Return the engine's version string; raise EngineUnavailableError if unreachable."""
         return "unknown"
 
     def close(self) -> None:
         """Release client connections and anything the runtime started itself."""
+
+
+_FOLLOW_WINDOW = 1000
+_FOLLOW_POLL = 0.5
+
+
+def _unseen(previous: Sequence[str], current: Sequence[str]) -> Sequence[str]:
+    """The lines of ``current`` after its longest prefix that ends ``previous``.
+
+    Both are the last lines of a growing log; lines that scrolled out of the
+    window between two polls are lost (only the polling fallback has a window).
+    """
+    for overlap in range(min(len(previous), len(current)), 0, -1):
+        if previous[len(previous) - overlap:] == current[:overlap]:
+            return current[overlap:]
+    return current

@@ -153,6 +153,8 @@ class ContainerRecord:
     status: str
     labels: Mapping[str, str]
     runtime: str
+    created: Optional[float] = None
+    """When the container was created (Unix time), if the runtime reports it."""
 
 
 LogSource = Literal["stdout", "stderr", "both"]

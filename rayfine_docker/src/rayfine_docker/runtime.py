@@ -6,9 +6,10 @@ needs neither the SDK's import cost nor a running daemon.
 
 from __future__ import annotations
 
+import codecs
 import os
 import threading
-from typing import Any, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 from rayfine_core import errors
 from rayfine_core.runtime import Runtime
@@ -93,13 +94,24 @@ class DockerRuntime(Runtime):
         except ImageNotFound:
             raise _image_not_found(request.image) from None
         except APIError as exc:
-            self.stop(request.name, timeout=0)
+            self._remove_if_ours(request)
             raise errors.StartError(f"Docker could not start {request.name!r}: {exc.explanation or exc}") from exc
         if request.socket_dir is not None:
             endpoint = Endpoint(unix_socket=str(request.socket_dir / "server.sock"))
         else:
             endpoint = Endpoint(port=self._published_port(container, request))
         return ContainerHandle(id=container.id, name=request.name, endpoint=endpoint, runtime=self.name)
+
+    def _remove_if_ours(self, request: StartRequest) -> None:
+        """Remove what a failed start left under ``request.name``, never a namesake we did not create."""
+        from docker.errors import NotFound
+
+        try:
+            found = self.client.api.inspect_container(request.name)
+        except NotFound:
+            return
+        if (found.get("Config") or {}).get("Labels", {}) == request.labels:
+            self.stop(found["Id"], timeout=0)
 
     def _run_kwargs(self, request: StartRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(
@@ -152,6 +164,23 @@ class DockerRuntime(Runtime):
         except NotFound:
             return ""
 
+    def follow_logs(self, container_id: str, tail: int = 50) -> Iterator[str]:
+        from docker.errors import NotFound
+
+        try:
+            stream = self.client.api.logs(container_id, stream=True, follow=True, tail=max(tail, 0))
+        except NotFound:
+            return
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pending = ""
+        for chunk in stream:  # ends when the container stops
+            pending += decoder.decode(chunk)
+            *lines, pending = pending.split("\n")
+            yield from (line + "\n" for line in lines)
+        pending += decoder.decode(b"", final=True)
+        if pending:
+            yield pending
+
     def stop(self, container_id: str, timeout: float = 5.0) -> None:
         from docker.errors import APIError, NotFound
 
@@ -171,6 +200,7 @@ class DockerRuntime(Runtime):
             ContainerRecord(
                 id=c["Id"], name=(c.get("Names") or ["?"])[0].lstrip("/"), image=c.get("Image", ""),
                 status=c.get("State", ""), labels=c.get("Labels") or {}, runtime=self.name,
+                created=c.get("Created"),
             )
             for c in self.client.api.containers(all=True, filters=filters)
         ]

@@ -1,0 +1,5 @@
+"""An example third-party Rayfine runtime: a labelling wrapper around another runtime."""
+
+from .runtime import ExampleRuntime
+
+__all__ = ["ExampleRuntime"]

@@ -1,0 +1,5 @@
+"""Podman runtime for Rayfine."""
+
+from .runtime import PodmanRuntime
+
+__all__ = ["PodmanRuntime"]

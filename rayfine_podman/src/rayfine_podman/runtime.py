@@ -1,0 +1,278 @@
+"""The Podman runtime: images and containers through podman-py and podman's API service.
+
+podman-py is imported when the runtime is first used, so listing plugins
+needs neither the SDK nor a running service.  Which service is used, and
+when one is started, is decided by :class:`~rayfine_podman.service.PodmanService`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+from datetime import datetime
+from typing import Any, Iterator, Mapping, Optional
+
+from rayfine_core import errors
+from rayfine_core.runtime import Runtime
+from rayfine_core.types import (
+    BuildRequest,
+    ContainerHandle,
+    ContainerRecord,
+    ContainerState,
+    Endpoint,
+    StartRequest,
+)
+
+from . import logs
+from .build import stream_build
+from .references import exact_name, matches
+from .service import PodmanService, redact
+
+SOCKET_MOUNT = "/run/rayfine"
+CPU_PERIOD = 100_000  # podman-py ignores nano_cpus: express CPUs as quota per period
+_NETWORK_MODES = ("none", "host", "bridge", "private", "slirp4netns", "pasta")
+_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
+
+
+class PodmanRuntime(Runtime):
+    """Runs environments on Podman (``RAYFINE_PODMAN_URL``, ``CONTAINER_HOST``, or a found/started service)."""
+
+    name = "podman"
+
+    def __init__(self, base_url: Optional[str] = None) -> None:
+        self._service = PodmanService(base_url)
+        self._client: Any = None
+        self._tails: Optional[bool] = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> Any:
+        import podman
+
+        url = self._service.resolve()
+        try:
+            client = podman.PodmanClient(base_url=url)
+            if not client.ping():
+                raise RuntimeError("the service did not answer /_ping")
+        except Exception as exc:
+            self._service.close()
+            raise errors.EngineUnavailableError(
+                f"Cannot reach the podman service at {redact(url)}: {exc}. Start it (e.g. `podman system"
+                " service --time=0 unix:///run/podman/podman.sock &`, or `systemctl --user start"
+                " podman.socket` for rootless podman), or set RAYFINE_PODMAN_URL / CONTAINER_HOST."
+            ) from exc
+        return client
+
+    # -- images ---------------------------------------------------------------
+
+    def build(self, request: BuildRequest) -> str:
+        from podman.errors import APIError
+
+        try:
+            stream_build(self.client, request)
+            return str(self._image(request.tag).id)
+        except APIError as exc:
+            _raise_if_unreachable(exc)
+            raise errors.ImageBuildError(f"Podman could not build {request.tag!r}: {_explain(exc)}") from exc
+
+    def image_labels(self, image: str) -> dict[str, str]:
+        return dict(self._image(image).labels or {})
+
+    def _image(self, reference: str) -> Any:
+        """The local image ``reference`` names, as Docker would resolve it (see :mod:`.references`)."""
+        from podman.errors import APIError, ImageNotFound, NotFound
+
+        try:
+            image = self.client.images.get(reference)
+        except (ImageNotFound, NotFound):
+            raise _image_not_found(reference) from None
+        except APIError as exc:
+            _raise_if_unreachable(exc)
+            raise errors.RuntimeFailure(f"Podman could not inspect image {reference!r}: {_explain(exc)}") from exc
+        if not matches(reference, str(image.id), image.attrs.get("RepoTags") or []):
+            raise _image_not_found(reference)
+        return image
+
+    # -- containers -----------------------------------------------------------
+
+    def start(self, request: StartRequest) -> ContainerHandle:
+        from podman.errors import APIError
+
+        image = self._image(request.image)
+        created = None
+        try:
+            created = self.client.containers.create(**self._create_kwargs(request, exact_name(request.image, image)))
+            created.start()
+        except APIError as exc:
+            _raise_if_unreachable(exc)
+            if created is not None:  # never touch a same-named container that is not ours
+                self.stop(created.id, timeout=0)
+            raise errors.StartError(f"Podman could not start {request.name!r}: {_explain(exc)}") from exc
+        if request.socket_dir is not None:
+            endpoint = Endpoint(unix_socket=str(request.socket_dir / "server.sock"))
+        else:
+            endpoint = Endpoint(port=self._published_port(created, request))
+        return ContainerHandle(id=created.id, name=request.name, endpoint=endpoint, runtime=self.name)
+
+    def _create_kwargs(self, request: StartRequest, image: str) -> dict[str, Any]:
+        kwargs: dict[str, Any] = dict(
+            image=image, name=request.name, environment=request.env, labels=request.labels,
+            no_new_privileges=True, cap_drop=["ALL"], command=request.command,
+        )
+        if request.cap_add:
+            kwargs["cap_add"] = list(request.cap_add)
+        if request.socket_dir is not None:
+            # "Z": relabel the private socket dir so SELinux lets the container write it.
+            kwargs["volumes"] = {str(request.socket_dir): {"bind": SOCKET_MOUNT, "mode": "rw", "extended_mode": ["Z"]}}
+        else:
+            host = {"ip": "127.0.0.1", **({"port": request.host_port} if request.host_port else {})}
+            kwargs["ports"] = {f"{request.container_port}/tcp": host}
+        if request.network:
+            if request.network in _NETWORK_MODES or ":" in request.network:
+                kwargs["network_mode"] = request.network
+            else:
+                kwargs["networks"] = {request.network: {}}  # a named network, as Docker allows
+        limits = request.limits
+        if limits.mem_limit:
+            kwargs["mem_limit"] = limits.mem_limit
+            kwargs["memswap_limit"] = limits.mem_limit  # no swap beyond the cap: OOM is visible
+        if limits.cpu_limit:
+            kwargs["cpu_period"] = CPU_PERIOD
+            kwargs["cpu_quota"] = int(limits.cpu_limit * CPU_PERIOD)
+        if limits.pids_limit:
+            kwargs["pids_limit"] = limits.pids_limit
+        return kwargs
+
+    def _published_port(self, container: Any, request: StartRequest) -> int:
+        container.reload()
+        bindings = (container.attrs["NetworkSettings"].get("Ports") or {}).get(f"{request.container_port}/tcp")
+        if not bindings:
+            output = self.logs(container.id)
+            self.stop(container.id, timeout=0)
+            raise errors.StartError(f"Container {request.name!r} exited before its port was published", output)
+        return int(bindings[0]["HostPort"])
+
+    def health(self, container_id: str) -> ContainerState:
+        from podman.errors import NotFound
+
+        try:
+            with _engine_errors():
+                state = self.client.containers.get(container_id).attrs["State"]
+        except NotFound:
+            return ContainerState(running=False, status="removed")
+        return ContainerState(
+            running=bool(state.get("Running")), exit_code=state.get("ExitCode"),
+            oom_killed=bool(state.get("OOMKilled")), status=state.get("Status", ""),
+        )
+
+    def logs(self, container_id: str, tail: int = 50) -> str:
+        with _engine_errors():
+            return logs.read(self.client, container_id, tail, self._server_tails())
+
+    def follow_logs(self, container_id: str, tail: int = 50) -> Iterator[str]:
+        return logs.follow(self.client, container_id, tail, self._server_tails())
+
+    def _server_tails(self) -> bool:
+        if self._tails is None:
+            self._tails = logs.server_tails_correctly(self.version())
+        return self._tails
+
+    def stop(self, container_id: str, timeout: float = 5.0) -> None:
+        from podman.errors import APIError, NotFound
+
+        try:
+            if timeout > 0:
+                self.client.api.post(
+                    f"/containers/{container_id}/stop", params={"timeout": max(1, int(timeout))},
+                ).raise_for_status()
+            # timeout=0: kill now; a forced removal otherwise waits out the stop timeout (10 s).
+            self.client.api.delete(
+                f"/containers/{container_id}", params={"force": True, "v": True, "timeout": 0},
+            ).raise_for_status()
+        except NotFound:
+            pass
+        except APIError as exc:
+            _raise_if_unreachable(exc)
+            # A concurrent removal (cleanup racing a restart) is success too.
+            if exc.status_code != 409 and self.client.containers.exists(container_id):
+                raise errors.RuntimeFailure(f"Podman could not remove {container_id[:12]}: {_explain(exc)}") from exc
+
+    def list_containers(self, labels: Mapping[str, str]) -> list[ContainerRecord]:
+        # podman-py's list() mangles a list of label filters, so ask the API directly.
+        filters = json.dumps({"label": [f"{key}={value}" for key, value in labels.items()]})
+        with _engine_errors():
+            response = self.client.api.get("/containers/json", params={"all": True, "filters": filters})
+            response.raise_for_status()
+        return [
+            ContainerRecord(
+                id=c["Id"], name=(c.get("Names") or ["?"])[0].lstrip("/"), image=c.get("Image", ""),
+                status=c.get("State", ""), labels=c.get("Labels") or {}, runtime=self.name,
+                created=_unix_time(c.get("Created")),
+            )
+            for c in response.json()
+            if all((c.get("Labels") or {}).get(key) == value for key, value in labels.items())
+        ]
+
+    def version(self) -> str:
+        with _engine_errors():
+            return str(self.client.version().get("Version", "unknown"))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+            self._tails = None  # the next service may be another version
+            self._service.close()
+
+
+def _unix_time(value: Any) -> Optional[float]:
+    """libpod reports ``Created`` as RFC 3339 with nanoseconds, which ``fromisoformat`` rejects before 3.11."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _RFC3339.match(str(value or ""))
+    if match is None:
+        return None
+    return datetime.strptime(match[1] + (match[3] or "Z"), "%Y-%m-%dT%H:%M:%S%z").timestamp() + float(match[2] or 0)
+
+
+def _explain(exc: Any) -> str:
+    return str(getattr(exc, "explanation", None) or exc)
+
+
+@contextlib.contextmanager
+def _engine_errors() -> Iterator[None]:
+    """Turn a lost connection into EngineUnavailableError; other API errors pass through."""
+    from podman.errors import APIError
+
+    try:
+        yield
+    except APIError as exc:
+        _raise_if_unreachable(exc)
+        raise
+
+
+def _raise_if_unreachable(exc: Any) -> None:
+    """An APIError without a response means the service itself could not be reached."""
+    if getattr(exc, "response", None) is None:
+        raise errors.EngineUnavailableError(
+            f"Lost the connection to the podman service: {exc}. Check that it still runs"
+            " (`podman system service`), or set RAYFINE_PODMAN_URL / CONTAINER_HOST."
+        ) from exc
+
+
+def _image_not_found(image: str) -> errors.ImageNotFoundError:
+    return errors.ImageNotFoundError(
+        f"Image {image!r} is not in the local podman storage. Build it first with"
+        f" build_image_from_env(ENV_DIR, {image!r}, runtime='podman')"
+        " (Rayfine never pulls images implicitly)."
+    )
