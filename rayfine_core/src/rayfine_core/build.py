@@ -87,7 +87,7 @@ def build_image_from_env(
     if not nocache and _existing_hash(rt, final) == digest:
         if emit:
             emit(f"rayfine: {final} is up to date (content hash {digest[:12]}), nothing to build")
-        return final
+        return rt.image_id(final)
     if kind is EnvType.HTTP_BASED:
         return _build_http(rt, info, final, args, digest, nocache, emit)
     return _build_function(rt, info, final, args, digest, nocache, emit)

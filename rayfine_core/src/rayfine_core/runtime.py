@@ -40,6 +40,15 @@ class Runtime(ABC):
         not present locally.  Never pull.
         """
 
+    def image_id(self, image: str) -> str:
+        """Return the engine's id of a local image (ImageNotFoundError if absent).
+
+        The default checks the image exists and returns the reference itself;
+        override it where the engine reports ids.
+        """
+        self.image_labels(image)
+        return image
+
     @abstractmethod
     def start(self, request: StartRequest) -> ContainerHandle:
         """Create and start a container detached, and return where it listens.

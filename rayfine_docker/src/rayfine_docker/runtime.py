@@ -75,6 +75,14 @@ class DockerRuntime(Runtime):
         except APIError as exc:
             raise errors.ImageBuildError(f"Docker could not build {request.tag!r}: {exc.explanation or exc}") from exc
 
+    def image_id(self, image: str) -> str:
+        from docker.errors import ImageNotFound
+
+        try:
+            return str(self.client.images.get(image).id)
+        except ImageNotFound:
+            raise _image_not_found(image) from None
+
     def image_labels(self, image: str) -> dict[str, str]:
         from docker.errors import ImageNotFound
 

@@ -84,6 +84,9 @@ class PodmanRuntime(Runtime):
             _raise_if_unreachable(exc)
             raise errors.ImageBuildError(f"Podman could not build {request.tag!r}: {_explain(exc)}") from exc
 
+    def image_id(self, image: str) -> str:
+        return str(self._image(image).id)
+
     def image_labels(self, image: str) -> dict[str, str]:
         return dict(self._image(image).labels or {})
 

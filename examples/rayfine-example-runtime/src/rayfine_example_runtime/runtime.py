@@ -40,6 +40,9 @@ class ExampleRuntime(Runtime):
     def build(self, request: BuildRequest) -> str:
         return self.inner.build(dataclasses.replace(request, labels={**request.labels, LABEL: "1"}))
 
+    def image_id(self, image: str) -> str:
+        return self.inner.image_id(image)
+
     def image_labels(self, image: str) -> dict[str, str]:
         return self.inner.image_labels(image)
 

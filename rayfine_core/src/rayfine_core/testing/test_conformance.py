@@ -9,6 +9,7 @@ import concurrent.futures
 import shutil
 import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -41,8 +42,10 @@ def test_unchanged_rebuild_is_skipped(rayfine_runtime, rayfine_image, tmp_path):
 
     (tmp_path / "env.py").write_text(ENVS["kitchen-sink"])
     lines: list[str] = []
-    rf.build_image_from_env(tmp_path, rayfine_image("kitchen-sink"), runtime=rayfine_runtime, on_output=lines.append)
+    tag = rayfine_image("kitchen-sink")
+    image_id = rf.build_image_from_env(tmp_path, tag, runtime=rayfine_runtime, on_output=lines.append)
     assert any("up to date" in line for line in lines)
+    assert image_id == rf.get_runtime(rayfine_runtime).image_id(tag)
 
 
 def test_bad_dockerfile_is_a_build_error_with_output(rayfine_runtime, tmp_path):
@@ -179,23 +182,21 @@ def test_actor_init_failure(rayfine_runtime, rayfine_image):
 
 
 def test_env_import_failure_fails_fast_and_leaves_nothing(rayfine_runtime, rayfine_image):
+    mark = {"rayfine.test": uuid.uuid4().hex}
     started = time.monotonic()
     with pytest.raises(errors.EnvLoadError, match="cannot import its dependency"):
-        rf.load_env(rayfine_image("import-fails"), runtime=rayfine_runtime, start_timeout=60)
+        rf.load_env(rayfine_image("import-fails"), runtime=rayfine_runtime, start_timeout=60, labels=mark)
     assert time.monotonic() - started < 30
-    assert rf.list_active_environments() == [] or all(
-        rf.get_environment(i).image != rayfine_image("import-fails") for i in rf.list_active_environments()
-    )
+    assert rf.get_runtime(rayfine_runtime).list_containers(mark) == []
 
 
 def test_health_timeout_reports_logs_and_leaves_nothing(rayfine_runtime, rayfine_image):
     image = rayfine_image("slow-import")
-    before = {r.id for r in rf.get_runtime(rayfine_runtime).list_containers({labels.OWNER: labels.OWNER_VALUE})}
+    mark = {"rayfine.test": uuid.uuid4().hex}  # tells this test's container from concurrent runs'
     with pytest.raises(errors.StartTimeout, match="did not become ready within 3s") as info:
-        rf.load_env(image, runtime=rayfine_runtime, start_timeout=3, env_vars={"API_KEY": "do-not-leak-me"})
+        rf.load_env(image, runtime=rayfine_runtime, start_timeout=3, env_vars={"API_KEY": "do-not-leak-me"}, labels=mark)
     assert "do-not-leak-me" not in str(info.value)
-    after = {r.id for r in rf.get_runtime(rayfine_runtime).list_containers({labels.OWNER: labels.OWNER_VALUE})}
-    assert after <= before
+    assert rf.get_runtime(rayfine_runtime).list_containers(mark) == []
 
 
 # -- stop and cleanup -----------------------------------------------------------------
