@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Callable, Dict, Optional
 
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
 from rayfine_server.app import create_app
 from rayfine_server.config import ServerConfig
 
 WriteEnv = Callable[..., Path]
-MakeApp = Callable[..., FastAPI]
+MakeApp = Callable[..., Starlette]
 MakeClient = Callable[..., TestClient]
 
 
@@ -70,7 +70,7 @@ def make_app(write_env: WriteEnv) -> MakeApp:
         token: Optional[str] = None,
         max_threads: int = 8,
         siblings: Optional[Dict[str, str]] = None,
-    ) -> FastAPI:
+    ) -> Starlette:
         env_dir = write_env(source, **(siblings or {}))
         config = ServerConfig(env_dir=env_dir, token=token, max_threads=max_threads)
         return create_app(config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 from rayfine_server.app import create_app
 from rayfine_server.config import ServerConfig
 from server_helpers import call, error_of

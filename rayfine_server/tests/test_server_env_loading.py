@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 from rayfine_server.app import create_app
 from rayfine_server.config import ServerConfig
 from server_helpers import call, error_of

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from . import errors
 from .api import cleanup_all_environments, get_environment, list_active_environments, load_env
+from .async_api import acleanup_all_environments, aget_environment, aload_env, aload_envs
+from .async_environment import AsyncEnvironment
 from .build import build_image_from_env
 from .environment import Environment
 from .errors import RayfineError
@@ -32,6 +34,7 @@ from .types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncEnvironment",
     "BuildRequest",
     "ContainerHandle",
     "ContainerRecord",
@@ -46,6 +49,10 @@ __all__ = [
     "Runtime",
     "RuntimeSpec",
     "StartRequest",
+    "acleanup_all_environments",
+    "aget_environment",
+    "aload_env",
+    "aload_envs",
     "available_runtimes",
     "build_image_from_env",
     "cleanup_all_environments",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
+import inspect
 from typing import Any, Mapping, Optional
 
-from . import errors, lifecycle, registry
+from . import errors, flows, lifecycle, registry, steps
 from .environment import Environment
 from .options import EnvOptions
-from .plugins import get_plugin_manager
 from .types import EnvType, Limits
 
 
@@ -52,41 +51,29 @@ def load_env(
     :param restart: start a fresh container when the old one dies mid-call.
     :param labels: extra container labels.
     """
-    options = EnvOptions(
-        image=image, runtime=runtime, mode=mode, container_name=container_name, http_port=http_port,
-        env_vars=env_vars,  # type: ignore[arg-type]  # validated by EnvOptions
-        env_type=env_type,  # type: ignore[arg-type]
-        start_timeout=start_timeout, limits=Limits(mem_limit, cpu_limit, pids_limit), network=network,
-        cap_add=tuple(cap_add), transport=transport, restart=restart, labels=dict(labels or {}),
-    )
-    launch = lifecycle.prepare(options)
-    env = Environment(options, launch)
-    registry.add(env)  # registered before starting: Ctrl-C during start still cleans up
-    started = time.perf_counter()
-    try:
-        lifecycle.start(launch)
-        env._client = env._client or _client_for(launch)
-        env.wait_ready(options.start_timeout)
-        env._load_methods()
-    except BaseException as exc:
-        _report_health(launch, started, exc)
-        env.stop_container("failed-start")
-        raise
-    _report_health(launch, started, None)
+    options = options_from(locals())  # locals() here: exactly the parameters above
+    env = Environment(options, lifecycle.prepare(options))
+    steps.run(flows.start(env), env)
     return env
 
 
-def _client_for(launch: lifecycle.Launch) -> Any:
-    from .client import Client
+def options_from(arguments: Mapping[str, Any]) -> EnvOptions:
+    """Validated settings from :func:`load_env`'s parameters, by name (``aload_env`` shares them)."""
+    a = arguments
+    return EnvOptions(
+        image=a["image"], runtime=a["runtime"], mode=a["mode"], container_name=a["container_name"],
+        http_port=a["http_port"], env_vars=a["env_vars"], env_type=a["env_type"],
+        start_timeout=a["start_timeout"], limits=Limits(a["mem_limit"], a["cpu_limit"], a["pids_limit"]),
+        network=a["network"], cap_add=tuple(a["cap_add"]), transport=a["transport"], restart=a["restart"],
+        labels=dict(a["labels"] or {}),
+    )
 
-    assert launch.handle is not None
-    return Client(launch.handle.endpoint, launch.token)
 
-
-def _report_health(launch: lifecycle.Launch, started: float, error: Optional[BaseException]) -> None:
-    if launch.handle is not None:
-        elapsed = time.perf_counter() - started
-        get_plugin_manager().hook.rayfine_health(handle=launch.handle, ready=error is None, elapsed=elapsed, error=error)
+def bind_options(*args: Any, **kwargs: Any) -> EnvOptions:
+    """Validated settings from arguments given as :func:`load_env` takes them."""
+    bound = inspect.signature(load_env).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return options_from(bound.arguments)
 
 
 def list_active_environments() -> list[str]:

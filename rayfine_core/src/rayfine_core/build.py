@@ -165,6 +165,7 @@ def _content_hash(info: EnvInfo, kind: EnvType, args: Mapping[str, str]) -> str:
                 h.update(str(path.relative_to(server)).encode() + b"\0" + path.read_bytes())
         for name in ("install_wheels.py", "rayfine_start.py"):
             h.update(resources.files("rayfine_core.image").joinpath(name).read_bytes())
+        h.update(_server_dockerfile("", "").encode())  # how the layer is built is an input too
     h.update(repr(sorted(args.items())).encode())
     return h.hexdigest()
 
@@ -212,12 +213,13 @@ def _server_dockerfile(base: str, digest: str) -> str:
 FROM {base} AS rayfine-deps
 COPY wheels /tmp/rayfine-wheels
 COPY install_wheels.py /tmp/install_wheels.py
-RUN python3 /tmp/install_wheels.py /tmp/rayfine-wheels {site}
+COPY rayfine_server {site}/rayfine_server
+COPY rayfine_start.py {site}/rayfine_start.py
+RUN python3 /tmp/install_wheels.py /tmp/rayfine-wheels {site} \\
+ && (python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash {site} >/dev/null || true)
 
 FROM {base}
 COPY --from=rayfine-deps {site} {site}
-COPY rayfine_server {site}/rayfine_server
-COPY rayfine_start.py {site}/rayfine_start.py
 COPY env.py /app/env.py
 ENV RAYFINE_ENV_DIR=/app PYTHONUNBUFFERED=1
 LABEL {labels.OWNER}="{labels.OWNER_VALUE}" {labels.ENV_TYPE}="{EnvType.FUNCTION_BASED.value}" \\

@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from . import errors, lifecycle, registry
+from . import errors, flows, lifecycle, registry, steps
 from .client import Client
 from .dialects import dialect_for
 from .options import EnvOptions
 from .plugins import get_plugin_manager
 from .protocol import MethodInfo
+from .wire import Response
 from .signatures import check_arguments, to_signature
 from .types import ContainerHandle, EnvType
 
@@ -26,6 +28,9 @@ log = logging.getLogger("rayfine")
 
 class BaseEnvironment:
     """State and container lifecycle shared by the blocking and asyncio wrappers."""
+
+    _state_file: Optional[Path] = None
+    """Set once detached: the file that tells :func:`~rayfine_core.attach.attach` how to reach it."""
 
     def __init__(self, options: EnvOptions, launch: lifecycle.Launch) -> None:
         self._options = options
@@ -76,6 +81,19 @@ class BaseEnvironment:
         return sorted(set(super().__dir__()) | set(self._methods))
 
     # -- calls ----------------------------------------------------------------------
+    def _remote_method(self, name: str) -> Callable[..., Any]:
+        """``env.name``: a function calling the remote method (awaitable on AsyncEnvironment)."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def remote_method(*args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
+            return self.call_method(name, args, kwargs, timeout)  # type: ignore[attr-defined]
+
+        info = self.__dict__.get("_methods", {}).get(name)
+        remote_method.__name__ = name
+        remote_method.__doc__ = info.doc if info else None
+        return remote_method
+
     def _prepare_call(self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: Optional[float]) -> tuple[str, bytes]:
         if self._closed:
             raise errors.EnvironmentClosedError(f"Environment {self.id} was cleaned up; load it again to call {method}().")
@@ -99,29 +117,6 @@ class BaseEnvironment:
         if hook.get_hookimpls():
             hook(handle=self.handle, method=method, elapsed=time.perf_counter() - started, error=error)
 
-    def _died_error(self, method: str, cause: BaseException, grace: float = 3.0) -> BaseException:
-        """After a transport failure: a ContainerDiedError if the container is gone, else ``cause``.
-
-        The connection drops a moment before the engine marks the container
-        exited, so the state is polled for up to ``grace`` seconds.
-        """
-        deadline = time.monotonic() + grace
-        while True:
-            try:
-                state = self._launch.runtime.health(self.handle.id)
-            except errors.RayfineError:
-                return cause
-            if not state.running:
-                break
-            if time.monotonic() > deadline:
-                return cause
-            time.sleep(0.05)
-        logs = self._launch.runtime.logs(self.handle.id, lifecycle.LOG_TAIL)
-        return errors.ContainerDiedError(
-            f"The container of environment {self.id} ({self.name}) stopped during {method}()",
-            state.exit_code, state.oom_killed, logs,
-        )
-
     # -- lifecycle ------------------------------------------------------------------
     def stop_container(self, reason: str = "cleanup") -> None:
         """Stop and remove the container (idempotent)."""
@@ -137,66 +132,55 @@ class BaseEnvironment:
                 get_plugin_manager().hook.rayfine_stop(handle=self._launch.handle, reason=reason)
         finally:
             lifecycle.remove_socket_dir(self._launch)
+            if self._state_file is not None:
+                self._state_file.unlink(missing_ok=True)
+
+    def detach(self) -> None:
+        """Let the container outlive this process; reach it again with :func:`~rayfine_core.attach.attach`.
+
+        The environment leaves this process's registry, so interpreter exit no
+        longer stops it, and its endpoint and token are saved in a state file
+        only this user can read (see :mod:`rayfine_core.attach`).  This object
+        keeps working; ``cleanup()`` still stops the container.  Start it with
+        ``labels={rayfine_core.labels.DETACHED: "1"}`` so that reaping orphans
+        (containers whose owner process is gone) leaves it alone.
+        """
+        from .attach import write_state
+
+        if self._closed:
+            raise errors.EnvironmentClosedError(f"Environment {self.id} was cleaned up; there is nothing to detach.")
+        self._state_file = write_state(self)
+        registry.discard(self.id)
 
     def _close_clients(self) -> None:
         """Subclasses close their HTTP clients here."""
 
 
 class Environment(BaseEnvironment):
-    """A running environment, called with blocking methods; safe to share between threads."""
+    """A running environment, called with blocking methods; safe to share between threads.
+
+    Nothing here touches asyncio: called from a coroutine, a method simply blocks.
+    """
 
     def __init__(self, options: EnvOptions, launch: lifecycle.Launch) -> None:
         super().__init__(options, launch)
-        self._client = Client(launch.handle.endpoint, launch.token) if launch.handle else None
+        self._client: Optional[Client] = None
+        self._reconnect()
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        if name.startswith("_"):
-            raise AttributeError(name)
-
-        def remote_method(*args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
-            return self.call_method(name, args, kwargs, timeout)
-
-        info = self.__dict__.get("_methods", {}).get(name)
-        remote_method.__name__ = name
-        remote_method.__doc__ = info.doc if info else None
-        return remote_method
+        return self._remote_method(name)
 
     def call_method(self, method: str, args: Sequence[Any] = (), kwargs: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = None) -> Any:
         """Call ``method`` with ``args``/``kwargs``; every name in kwargs is forwarded."""
-        kwargs = kwargs or {}
-        path, body = self._prepare_call(method, args, kwargs, timeout)
-        started = time.perf_counter()
-        try:
-            response = self._require_client().post(path, body, timeout)
-            result = self._dialect.decode(response.status_code, response.content, method)
-        except errors.TransportError as exc:
-            error = self._died_error(method, exc)
-            self._report_call(method, started, error)
-            self._maybe_restart(error)
-            raise error from (None if error is exc else exc)
-        except BaseException as exc:
-            self._report_call(method, started, exc)
-            raise
-        self._report_call(method, started, None)
-        return result
+        return steps.run(flows.call(self, method, args, kwargs or {}, timeout), self)
 
     def list_methods(self) -> list[MethodInfo]:
         """The callable methods with their signatures and docstrings."""
-        if not self._methods:
-            self._load_methods()
-        return list(self._methods.values())
+        return steps.run(flows.list_methods(self), self)
 
     def is_ready(self) -> bool:
         """True if the container runs and its server answers its health check."""
-        if self._closed or self._client is None:
-            return False
-        for path in lifecycle.health_paths(self.env_type):
-            try:
-                if lifecycle.classify_health(self._client.get(path, timeout=5.0), self.env_type):
-                    return True
-            except errors.RayfineError:
-                return False
-        return False
+        return steps.run(flows.is_ready(self), self)
 
     def cleanup(self) -> None:
         """Stop and remove the container. Safe to call more than once."""
@@ -208,52 +192,29 @@ class Environment(BaseEnvironment):
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
 
-    # -- internals ------------------------------------------------------------------
+    def wait_ready(self, timeout: float) -> None:
+        """Poll until the server answers (or fail fast if the container died)."""
+        steps.run(flows.wait_ready(self, timeout), self)
+
+    # -- how steps are performed (see rayfine_core.steps) ---------------------------
+    def _http(self, step: steps.Http) -> Response:
+        client = self._require_client()
+        if step.verb == "GET":
+            return client.get(step.path, step.timeout or 10.0)
+        return client.post(step.path, step.body or b"", step.timeout)
+
+    def _reconnect(self) -> None:
+        self._close_clients()
+        handle = self._launch.handle
+        self._client = Client(handle.endpoint, self._launch.token) if handle else None
+
     def _require_client(self) -> Client:
         if self._client is None:
             raise errors.EnvironmentClosedError(f"Environment {self.id} has no running container.")
         return self._client
 
     def _load_methods(self) -> None:
-        response = self._require_client().get(self._dialect.methods_path)
-        if response.status_code == 200:
-            self._set_methods(response.json())
-
-    def wait_ready(self, timeout: float) -> None:
-        """Poll until the server answers (or fail fast if the container died)."""
-        deadline = time.monotonic() + timeout
-        delay, polls = 0.01, 0
-        while True:
-            for path in lifecycle.health_paths(self.env_type):
-                try:
-                    if lifecycle.classify_health(self._require_client().get(path, timeout=2.0), self.env_type):
-                        return
-                except errors.TransportError:
-                    break  # not listening yet
-                except errors.CallTimeout:
-                    break
-            polls += 1
-            if polls % 5 == 0:
-                lifecycle.check_alive(self._launch)
-            if time.monotonic() > deadline:
-                lifecycle.check_alive(self._launch)
-                raise lifecycle.start_timeout_error(self._launch, timeout)
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.2)
-
-    def _maybe_restart(self, error: BaseException) -> None:
-        if not (self._options.restart and isinstance(error, errors.ContainerDiedError)):
-            return
-        old = self._launch
-        self._launch.runtime.stop(old.handle.id, timeout=0) if old.handle else None
-        lifecycle.remove_socket_dir(old)
-        fresh = lifecycle.prepare(self._options, env_id=old.env_id)
-        lifecycle.start(fresh)
-        self._launch = fresh
-        self._client.close() if self._client else None
-        self._client = Client(fresh.handle.endpoint, fresh.token) if fresh.handle else None
-        self.wait_ready(self._options.start_timeout)
-        get_plugin_manager().hook.rayfine_stop(handle=old.handle, reason="restart")
+        steps.run(flows.load_methods(self), self)
 
     def _close_clients(self) -> None:
         if self._client is not None:

@@ -16,15 +16,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
-
-import httpx
+from typing import TYPE_CHECKING, Any, Optional
 
 from . import errors, labels, reaper
 from .options import EnvOptions
 from .plugins import get_plugin_manager, get_runtime
 from .runtime import Runtime
 from .types import ContainerHandle, EnvType, StartRequest
+
+if TYPE_CHECKING:
+    from .wire import Response
 
 _PROCESS_START = reaper.own_start_time()
 LOG_TAIL = 40
@@ -136,7 +137,7 @@ def health_paths(env_type: EnvType) -> tuple[str, ...]:
     return ("/health",) if env_type is EnvType.FUNCTION_BASED else ("/health", "/openapi.json")
 
 
-def classify_health(response: httpx.Response, env_type: EnvType) -> Optional[bool]:
+def classify_health(response: "Response", env_type: EnvType) -> Optional[bool]:
     """True: ready.  None: try the next path.  Raise EnvLoadError if env.py failed to load."""
     if response.status_code == 200:
         return True
@@ -175,7 +176,7 @@ def start_timeout_error(launch: Launch, timeout: float) -> errors.StartTimeout:
     )
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
+def _json(response: "Response") -> dict[str, Any]:
     try:
         data = response.json()
     except ValueError:

@@ -48,6 +48,11 @@ def ids() -> list[str]:
         return list(_active)
 
 
+def active() -> list["BaseEnvironment"]:
+    with _lock:
+        return list(_active.values())
+
+
 def cleanup_all(reason: str = "cleanup") -> int:
     """Stop every active environment; return how many were stopped."""
     with _lock:

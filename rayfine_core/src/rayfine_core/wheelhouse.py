@@ -52,12 +52,20 @@ def _platforms() -> dict[str, list[str]]:
     }
 
 
+def wheels_dir() -> Path:
+    """Where :func:`ensure_wheels` keeps the wheels for the current lock file and Pythons.
+
+    The directory holds a ``.complete`` marker once every download succeeded.
+    """
+    key = hashlib.sha256((server_lock() + ",".join(image_pythons()) + platform.machine()).encode()).hexdigest()[:16]
+    return cache_dir() / "wheels" / key
+
+
 def ensure_wheels(on_output=None) -> Path:
     """Return a directory holding every pinned wheel, downloading what is missing."""
     lock = server_lock()
     pythons = image_pythons()
-    key = hashlib.sha256((lock + ",".join(pythons) + platform.machine()).encode()).hexdigest()[:16]
-    target = cache_dir() / "wheels" / key
+    target = wheels_dir()
     with _lock:
         if (target / ".complete").exists():
             return target

@@ -12,9 +12,8 @@ import datetime
 import enum
 import json
 import pathlib
+import sys
 from typing import Any
-
-from pydantic import BaseModel
 
 
 class NotSerializableError(TypeError):
@@ -45,7 +44,10 @@ def encode_json(value: Any) -> bytes:
 
 def _encode_rich(obj: Any) -> Any:
     """``json.dumps`` hook: a JSON-ready stand-in for ``obj``, or raise."""
-    if isinstance(obj, BaseModel):
+    # pydantic is looked up, not imported: only an env.py that imported it can
+    # return a model, and importing it would slow every server start.
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(obj, pydantic.BaseModel):
         return obj.model_dump(mode="json")
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         # Shallow, unlike dataclasses.asdict: no deep copy, and nested values

@@ -1,0 +1,353 @@
+"""Rayfine's speed next to the same work done without Rayfine, measured in one run.
+
+    .venv/bin/python bench/run.py            # about two minutes on 2 CPUs
+    .venv/bin/python bench/run.py --quick    # fewer rounds, for a smoke test
+
+Needs a running Docker engine (see scripts/bootstrap.sh).  It builds
+``bench/envs/echo`` (methods that do no work, so only overhead is measured)
+and prints one table: (a) cold start, (b) per-call latency and throughput
+over a Unix socket and TCP, (c) 20 environments started at once, (d) an
+unchanged rebuild.  Ratios are Rayfine's cost over the baseline's (for
+rates: the baseline's rate over Rayfine's), so lower is better and 1.00x
+means no overhead.  Every container it starts is removed on exit, Ctrl-C
+and SIGTERM; traffic goes only to the containers it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import importlib.util
+import os
+import platform
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import httpx  # noqa: E402
+
+import rayfine_core as rf  # noqa: E402
+from baseline import Bare, start_bare, start_container, wait_until_ready  # noqa: E402
+from measure import Row, Sample, in_flight, median_of, mib, print_table, rate, secs, sequential, us  # noqa: E402
+from rayfine_core.async_api import max_concurrent_starts  # noqa: E402
+from rayfine_core.client import AsyncClient, Client  # noqa: E402
+from rayfine_core.protocol import encode_call  # noqa: E402
+
+ENV_DIR = HERE / "envs" / "echo"
+IMAGE = "rayfine-bench-echo:latest"
+BODY = encode_call("echo", [1], {}, None)
+JSON = {"content-type": "application/json"}
+BOOTSTRAP_BASE_IMAGE = "rayfine/python:3.11-bookworm"
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and calls (numbers get noisier)")
+    parser.add_argument("--envs", type=int, default=20, help="environments started at once in (c)")
+    parser.add_argument("--width", type=int, default=64, help="calls in flight in (b)")
+    parser.add_argument("--only", default="abcd", help="sections to run, e.g. --only c")
+    args = parser.parse_args(argv)
+    rounds, calls = (2, 400) if args.quick else (5, 2000)
+    # SIGTERM ends the run through the finally below (Rayfine's own handler stops its containers first).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    docker = rf.get_runtime("docker").client
+    _pick_base_image(docker)
+    print(f"rayfine bench: {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()},"
+          f" Docker {docker.version().get('Version')}, load average {_load()}", flush=True)
+    print(f"building {IMAGE} from {ENV_DIR.relative_to(HERE.parent)} (not timed) ...", flush=True)
+    rf.build_image_from_env(ENV_DIR, IMAGE, quiet=True)
+    tracked: list[Bare] = []
+    rows: list[Row] = []
+    bare_memory: Memory = (None, None)
+    try:
+        if "a" in args.only:
+            rows += cold_start(docker, rounds, tracked)
+        if "b" in args.only:
+            call_rows, bare_memory = per_call(docker, calls, args.width, tracked)
+            rows += call_rows
+        if "c" in args.only:
+            rows += many_starts(docker, args.envs, bare_memory, tracked)
+        if "d" in args.only:
+            rows += rebuild()
+    finally:
+        for bare in tracked:
+            bare.stop()
+        rf.cleanup_all_environments()
+    print()
+    print_table(rows)
+    print(f"\nload average at the end: {_load()} (other work on this machine makes every number noisier)")
+
+
+def _pick_base_image(docker: Any) -> None:
+    if "RAYFINE_BASE_IMAGE" not in os.environ and docker.images.list(name=BOOTSTRAP_BASE_IMAGE):
+        os.environ["RAYFINE_BASE_IMAGE"] = BOOTSTRAP_BASE_IMAGE  # what scripts/bootstrap.sh made
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# -- (a) cold start ---------------------------------------------------------------------
+
+
+def cold_start(docker: Any, rounds: int, tracked: list[Bare]) -> list[Row]:
+    print(f"(a) cold start, {rounds} rounds ...", flush=True)
+    runs: dict[str, list[float]] = {"rayfine": [], "fastapi": [], "asgi": []}
+    for round_ in range(rounds + 1):  # round 0 warms caches (imports, page cache, orphan reaping)
+        started = time.perf_counter()
+        with rf.load_env(IMAGE) as env:
+            env.echo(1)
+            elapsed = time.perf_counter() - started
+        runs["rayfine"].append(elapsed) if round_ else None
+        for app in ("fastapi", "asgi"):
+            started = time.perf_counter()
+            bare = start_bare(docker, IMAGE, app, "unix", tracked)
+            wait_until_ready(bare)
+            first = Client(bare.endpoint).post("/call", BODY, None)
+            elapsed = time.perf_counter() - started
+            assert first.json() == {"result": 1}, first.content
+            runs[app].append(elapsed) if round_ else None
+            bare.stop()
+            tracked.remove(bare)
+    ours, fastapi, asgi = (median_of(runs[k]) for k in ("rayfine", "fastapi", "asgi"))
+    return [
+        Row("(a)", "cold start: load_env -> first result", secs(ours), f"bare FastAPI app {secs(fastapi)}",
+            ours / fastapi, "<= 1.3x", 1.3),
+        Row("(a)", "  same, vs bare raw-ASGI app (floor)", secs(ours), f"bare ASGI app {secs(asgi)}", ours / asgi),
+    ]
+
+
+# -- (b) per-call latency -----------------------------------------------------------------
+
+
+Memory = tuple[Optional[float], Optional[float]]
+
+
+def per_call(docker: Any, calls: int, width: int, tracked: list[Bare]) -> tuple[list[Row], Memory]:
+    print(f"(b) per call: {calls} sequential, {calls * 2} with {width} in flight, Unix socket and TCP ...", flush=True)
+    rows: list[Row] = []
+    for transport in ("unix", "tcp"):
+        bare = start_bare(docker, IMAGE, "fastapi", transport, tracked)
+        wait_until_ready(bare)
+        with rf.load_env(IMAGE, transport=transport) as env:
+            rows += _compare_calls(env, bare, transport, calls, width, full=transport == "unix")
+        if transport == "unix":
+            bare_memory = _container_memory(docker, bare.container.id)
+        bare.stop()
+        tracked.remove(bare)
+    return rows + _in_process_floor(calls), bare_memory
+
+
+def _compare_calls(env: rf.Environment, bare: Bare, transport: str, calls: int, width: int, full: bool) -> list[Row]:
+    hx = httpx.Client(transport=httpx.HTTPTransport(uds=bare.endpoint.unix_socket), base_url=bare.endpoint.base_url)
+    lean = Client(bare.endpoint)
+    assert hx.post("/call", content=BODY, headers=JSON).json() == {"result": 1} and env.echo(1) == 1
+    variants = {
+        "rayfine": lambda: env.echo(1),
+        "httpx": lambda: hx.post("/call", content=BODY, headers=JSON),
+        "lean": lambda: lean.post("/call", BODY, None),
+        "sync method": lambda: env.echo_sync(1),
+    }
+    seq = _interleaved({k: (lambda f=f: sequential(f, calls // 8, warmup=20)) for k, f in variants.items()})
+    hx.close()
+    lean.close()
+    flight = asyncio.run(_in_flight_pair(env, bare, calls * 2, width))
+    t = "UDS" if transport == "unix" else "TCP"
+    ours, raw = seq["rayfine"], seq["httpx"]
+    ours_f, raw_f = flight["rayfine"], flight["httpx"]
+    rows = [Row("(b)", f"{t} sequential median", us(ours.median), f"httpx -> bare {us(raw.median)}",
+                ours.median / raw.median, "<= 1.3x", 1.3)]
+    if full:
+        rows += [
+            Row("(b)", f"{t} sequential p99", us(ours.p99), f"httpx -> bare {us(raw.p99)}", ours.p99 / raw.p99),
+            Row("(b)", f"{t} sequential calls/s", rate(ours.rate), f"httpx -> bare {rate(raw.rate)}", raw.rate / ours.rate),
+            Row("(b)", f"{t} sequential median, server only", us(ours.median),
+                f"same client -> bare {us(seq['lean'].median)}", ours.median / seq["lean"].median),
+            Row("(b)", f"{t} sync method (worker thread) median", us(seq["sync method"].median),
+                f"async method {us(ours.median)}", seq["sync method"].median / ours.median),
+            Row("(b)", f"{t} {width} in flight median", us(ours_f.median), f"httpx -> bare {us(raw_f.median)}",
+                ours_f.median / raw_f.median),
+            Row("(b)", f"{t} {width} in flight p99", us(ours_f.p99), f"httpx -> bare {us(raw_f.p99)}", ours_f.p99 / raw_f.p99),
+        ]
+    rows.append(Row("(b)", f"{t} {width} in flight calls/s", rate(ours_f.rate), f"httpx -> bare {rate(raw_f.rate)}",
+                    raw_f.rate / ours_f.rate, "<= 1.3x", 1.3))
+    if full:
+        rows.append(Row("(b)", f"{t} {width} in flight calls/s, server only", rate(ours_f.rate),
+                        f"same client -> bare {rate(flight['lean'].rate)}", flight["lean"].rate / ours_f.rate))
+    return rows
+
+
+def _interleaved(runs: dict[str, Any], blocks: int = 8) -> dict[str, Sample]:
+    """Run each variant in ``blocks`` short blocks, rotating their order, so that
+    noise from other work on the machine (and position in the cycle) hits all alike."""
+    parts: dict[str, list[Sample]] = {name: [] for name in runs}
+    for name in _rotations(list(runs), blocks):
+        parts[name].append(runs[name]())
+    return {name: _joined(samples) for name, samples in parts.items()}
+
+
+async def _ainterleaved(runs: dict[str, Any], blocks: int = 4) -> dict[str, Sample]:
+    parts: dict[str, list[Sample]] = {name: [] for name in runs}
+    for name in _rotations(list(runs), blocks):
+        parts[name].append(await runs[name]())
+    return {name: _joined(samples) for name, samples in parts.items()}
+
+
+def _rotations(names: list[str], blocks: int) -> list[str]:
+    return [name for block in range(blocks) for name in names[block % len(names):] + names[: block % len(names)]]
+
+
+async def _in_flight_pair(env: rf.Environment, bare: Bare, calls: int, width: int) -> dict[str, Sample]:
+    limits = httpx.Limits(max_connections=width * 2, max_keepalive_connections=width * 2)
+    transport = httpx.AsyncHTTPTransport(uds=bare.endpoint.unix_socket, limits=limits)
+    lean = AsyncClient(bare.endpoint)
+    async with rf.aload_env(IMAGE, transport=env._options.transport) as aenv, \
+            httpx.AsyncClient(transport=transport, base_url=bare.endpoint.base_url) as hx:
+        runs = {
+            "rayfine": lambda: in_flight(lambda: aenv.echo(1), calls // 4, width),
+            "httpx": lambda: in_flight(lambda: hx.post("/call", content=BODY, headers=JSON), calls // 4, width),
+            "lean": lambda: in_flight(lambda: lean.post("/call", BODY, None), calls // 4, width),
+        }
+        try:
+            return await _ainterleaved(runs)
+        finally:
+            await lean.aclose()
+
+
+def _joined(samples: list[Sample]) -> Sample:
+    return Sample([x for s in samples for x in s.latencies], sum(s.wall for s in samples))
+
+
+def _in_process_floor(calls: int) -> list[Row]:
+    spec = importlib.util.spec_from_file_location("rayfine_bench_env", ENV_DIR / "env.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    actor = module.Actor()
+    floor = asyncio.run(in_flight(lambda: actor.echo(1), calls, 1))
+    return [Row("(b)", "floor: same Actor method in process", "", f"in process {us(floor.median)}")]
+
+
+# -- (c) many environments at once ----------------------------------------------------------
+
+
+def many_starts(docker: Any, n: int, bare_memory: Memory, tracked: list[Bare]) -> list[Row]:
+    bound = max_concurrent_starts()
+    print(f"(c) {n} environments started at once, at most {bound} at a time (RAYFINE_MAX_CONCURRENT_STARTS) ...",
+          flush=True)
+    one, many, stop, memory = asyncio.run(_many_starts(docker, n))
+    bare_many = _bare_many(docker, n, bound, tracked)
+    engine_one, engine_many = _engine_floor(docker, n, bound, tracked)
+    return [
+        Row("(c)", f"{n} concurrent starts -> first result on each", secs(many), f"one start {secs(one)}",
+            many / one, "< 3x", 3.0),
+        Row("(c)", "  same, vs as many bare containers", secs(many), f"{n} bare FastAPI {secs(bare_many)}",
+            many / bare_many),
+        Row("(c)", f"  engine alone: {n} `sleep` containers vs one", secs(engine_many), f"one {secs(engine_one)}",
+            engine_many / engine_one),
+        Row("(c)", "  container memory per env (engine stats)", mib(memory[0]), f"bare FastAPI {mib(bare_memory[0])}",
+            None if None in (memory[0], bare_memory[0]) else memory[0] / bare_memory[0]),
+        Row("(c)", "  server process RSS per env", mib(memory[1]), f"bare FastAPI {mib(bare_memory[1])}",
+            None if None in (memory[1], bare_memory[1]) else memory[1] / bare_memory[1]),
+        Row("(c)", f"  cleanup of all {n}", secs(stop)),
+    ]
+
+
+async def _many_starts(docker: Any, n: int) -> tuple[float, float, float, Memory]:
+    singles = []
+    for _ in range(3):
+        started = time.perf_counter()
+        async with rf.aload_env(IMAGE) as env:
+            await env.echo(1)
+            singles.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    envs = await rf.aload_envs(IMAGE, n)
+    try:
+        await asyncio.gather(*(env.echo(1) for env in envs))
+        many = time.perf_counter() - started
+        measured = [await asyncio.to_thread(_container_memory, docker, env.handle.id) for env in envs]
+    finally:
+        stopping = time.perf_counter()
+        await asyncio.gather(*(env.cleanup() for env in envs))
+        stop = time.perf_counter() - stopping
+    memory = tuple(_mean([m[i] for m in measured]) for i in range(2))
+    return median_of(singles), many, stop, memory  # type: ignore[return-value]
+
+
+def _bare_many(docker: Any, n: int, bound: int, tracked: list[Bare]) -> float:
+    """``n`` bare containers started by ``bound`` threads, each until its first response."""
+
+    def one() -> None:
+        bare = start_bare(docker, IMAGE, "fastapi", "unix", tracked)
+        wait_until_ready(bare)
+        Client(bare.endpoint).post("/call", BODY, None)
+
+    return _batch(one, n, bound, tracked)
+
+
+def _engine_floor(docker: Any, n: int, bound: int, tracked: list[Bare]) -> tuple[float, float]:
+    """How the engine alone scales: containers that only sleep, one, then ``n`` by ``bound`` threads."""
+
+    def one() -> None:
+        start_container(docker, IMAGE, ["sleep", "60"], tracked)
+
+    return median_of([_batch(one, 1, bound, tracked) for _ in range(3)]), _batch(one, n, bound, tracked)
+
+
+def _batch(start_one: Any, n: int, bound: int, tracked: list[Bare]) -> float:
+    """Seconds for ``n`` calls of ``start_one`` on ``bound`` threads; then remove what they started."""
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(bound) as pool:
+        for future in [pool.submit(start_one) for _ in range(n)]:
+            future.result()
+    took = time.perf_counter() - started
+    with concurrent.futures.ThreadPoolExecutor(bound) as pool:
+        list(pool.map(Bare.stop, tracked))
+    tracked.clear()
+    return took
+
+
+def _container_memory(docker: Any, container_id: str) -> Memory:
+    """Working-set memory as ``docker stats`` shows it, and the RSS of the container's main process."""
+    stats = docker.api.stats(container_id, stream=False, one_shot=True).get("memory_stats", {})
+    inactive = stats.get("stats", {}).get("total_inactive_file", stats.get("stats", {}).get("inactive_file", 0))
+    usage = stats.get("usage") - inactive if stats.get("usage") else None
+    rss = None
+    try:
+        pid = docker.api.inspect_container(container_id)["State"]["Pid"]
+        status = Path(f"/proc/{pid}/status").read_text()
+        rss = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:"))
+    except (OSError, StopIteration, KeyError, ValueError):
+        pass  # the engine runs elsewhere (a VM, rootless): only the engine's number
+    return usage, rss
+
+
+def _mean(values: list[Optional[float]]) -> Optional[float]:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+# -- (d) rebuild ---------------------------------------------------------------------------------
+
+
+def rebuild() -> list[Row]:
+    print("(d) rebuild of the unchanged environment ...", flush=True)
+    runs, said = [], []
+    for _ in range(3):
+        started = time.perf_counter()
+        rf.build_image_from_env(ENV_DIR, IMAGE, on_output=said.append)
+        runs.append(time.perf_counter() - started)
+    skipped = all("up to date" in line for line in said)
+    took = median_of(runs)
+    return [Row("(d)", "unchanged rebuild" + ("" if skipped else " (NOT skipped)"), secs(took),
+                target="< 1 s", limit=1.0, value=took if skipped else float("inf"))]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Small helpers shared by the command modules: options, parsing, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Optional, Sequence
+
+from .. import errors
+
+RAW = argparse.RawDescriptionHelpFormatter
+
+
+def default_runtime() -> str:
+    return os.environ.get("RAYFINE_RUNTIME") or "docker"
+
+
+def add_runtime_option(parser: argparse.ArgumentParser, what: str = "the runtime to use",
+                       default: str = "$RAYFINE_RUNTIME or docker") -> None:
+    parser.add_argument(
+        "--runtime", metavar="NAME", default=None,
+        help=f"{what} (default: {default}; `rayfine plugins` lists them)",
+    )
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def status(message: str) -> None:
+    """Progress and notes go to stderr, so stdout stays parseable."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def print_json(data: Any, compact: bool = False) -> None:
+    if compact:
+        print(json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str))
+    else:
+        print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def key_value(text: str) -> tuple[str, Optional[str]]:
+    """argparse type for ``K=V`` (or a bare ``K``: the caller decides what that means)."""
+    key, sep, value = text.partition("=")
+    if not key or not (key[0].isalpha() or key[0] == "_") or not key.replace("_", "a").isalnum():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME made of letters, digits and '_', got {text!r}")
+    return key, (value if sep else None)
+
+
+def from_host_env(pairs: Sequence[tuple[str, Optional[str]]], what: str) -> dict[str, str]:
+    """Resolve bare ``K`` entries from this process's environment, like ``docker run -e K``."""
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        if value is None:
+            if key not in os.environ:
+                raise errors.ValidationError(f"{what} {key} has no value and is not set in this shell; use {key}=VALUE.")
+            value = os.environ[key]
+        out[key] = value
+    return out
+
+
+def json_arg(text: str) -> tuple[str, Any]:
+    """argparse type for ``--arg k=v``: v is JSON if it parses, else the raw string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME a Python identifier, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """argparse type for ``--args-json``."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object of keyword arguments, e.g. '{\"n\": 3}'")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def age(created: Optional[float], now: Optional[float] = None) -> str:
+    if not created:
+        return "-"
+    seconds = max(0, int((now or time.time()) - created))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
