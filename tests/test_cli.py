@@ -269,6 +269,30 @@ def test_detached_env_survives_its_process_and_attach_cleans_up(rayfine, image, 
         remove(rayfine, name)
 
 
+def test_restart_of_a_detached_env_updates_its_state_file(rayfine, image, cli_env, monkeypatch):
+    """After restart=True replaces a dead container, attach() reaches the new one."""
+    monkeypatch.setenv("XDG_STATE_HOME", cli_env["XDG_STATE_HOME"])
+    from rayfine_core import errors, load_env
+    from rayfine_core.attach import attach, find_detached
+
+    name = unique("restart")
+    try:
+        env = load_env(image, container_name=name, restart=True, labels={labels.DETACHED: "1"})
+        env.detach()
+        old = find_detached(name)
+        subprocess.run(["docker", "kill", name], capture_output=True, check=True)
+        with pytest.raises(errors.ContainerDiedError):
+            env.evaluate(answer="Paris")
+        new = find_detached(name)
+        assert new.container_id != old.container_id and new.container_id == env.handle.id
+        again = attach(name)
+        assert again.evaluate(answer="Paris")["score"] == 1.0
+        again.cleanup()
+        assert not new.path.exists()
+    finally:
+        remove(rayfine, name)
+
+
 # -- plugins, doctor ------------------------------------------------------------------
 
 

@@ -147,8 +147,16 @@ def maybe_restart(env: "BaseEnvironment", error: BaseException) -> Flow[None]:
     env._launch = yield Engine(_replace_container, (env._options, old))
     yield Reconnect()
     yield from wait_ready(env, env._options.start_timeout)
+    if env._state_file is not None:  # detached: `rayfine call` and attach() must find the new container
+        yield Engine(_rewrite_state, (env,))
     if old.handle is not None:
         yield Engine(_report_stop, (old, "restart"))
+
+
+def _rewrite_state(env: "BaseEnvironment") -> None:
+    from .attach import write_state
+
+    env._state_file = write_state(env)
 
 
 def _replace_container(options: Any, old: lifecycle.Launch) -> lifecycle.Launch:
