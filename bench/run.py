@@ -167,8 +167,8 @@ def _compare_calls(env: rf.Environment, bare: Bare, transport: str, calls: int, 
         rows += [
             Row("(b)", f"{t} sequential p99", us(ours.p99), f"httpx -> bare {us(raw.p99)}", ours.p99 / raw.p99),
             Row("(b)", f"{t} sequential calls/s", rate(ours.rate), f"httpx -> bare {rate(raw.rate)}", raw.rate / ours.rate),
-            Row("(b)", f"{t} sequential median, server only", us(ours.median),
-                f"same client -> bare {us(seq['lean'].median)}", ours.median / seq["lean"].median),
+            Row("(b)", f"{t} sequential median, all Rayfine work", us(ours.median),
+                f"Rayfine's bare HTTP client -> bare {us(seq['lean'].median)}", ours.median / seq["lean"].median),
             Row("(b)", f"{t} sync method (worker thread) median", us(seq["sync method"].median),
                 f"async method {us(ours.median)}", seq["sync method"].median / ours.median),
             Row("(b)", f"{t} {width} in flight median", us(ours_f.median), f"httpx -> bare {us(raw_f.median)}",
@@ -178,8 +178,8 @@ def _compare_calls(env: rf.Environment, bare: Bare, transport: str, calls: int, 
     rows.append(Row("(b)", f"{t} {width} in flight calls/s", rate(ours_f.rate), f"httpx -> bare {rate(raw_f.rate)}",
                     raw_f.rate / ours_f.rate, "<= 1.3x", 1.3))
     if full:
-        rows.append(Row("(b)", f"{t} {width} in flight calls/s, server only", rate(ours_f.rate),
-                        f"same client -> bare {rate(flight['lean'].rate)}", flight["lean"].rate / ours_f.rate))
+        rows.append(Row("(b)", f"{t} {width} in flight calls/s, all Rayfine work", rate(ours_f.rate),
+                        f"Rayfine's bare HTTP client -> bare {rate(flight['lean'].rate)}", flight["lean"].rate / ours_f.rate))
     return rows
 
 
