@@ -22,7 +22,7 @@ from . import errors, labels, reaper
 from .options import EnvOptions
 from .plugins import get_plugin_manager, get_runtime
 from .runtime import Runtime
-from .types import ContainerHandle, EnvType, StartRequest
+from .types import SOCKET_MOUNT, SOCKET_NAME, ContainerHandle, EnvType, StartRequest
 
 if TYPE_CHECKING:
     from .wire import Response
@@ -63,7 +63,7 @@ def prepare(options: EnvOptions, env_id: Optional[str] = None) -> Launch:
         request.env["RAYFINE_TOKEN"] = token
         if _use_unix_socket(options):
             request.socket_dir = _socket_dir(env_id)
-            request.env["RAYFINE_UDS"] = "/run/rayfine/server.sock"
+            request.env["RAYFINE_UDS"] = f"{SOCKET_MOUNT}/{SOCKET_NAME}"
     get_plugin_manager().hook.rayfine_start(request=request, runtime=rt.name)
     return Launch(env_id, rt, request, env_type, token)
 

@@ -10,6 +10,11 @@ from typing import TYPE_CHECKING, Callable, Literal, Mapping, Optional
 if TYPE_CHECKING:
     from .runtime import Runtime
 
+SOCKET_MOUNT = "/run/rayfine"
+"""Where a runtime mounts ``StartRequest.socket_dir`` inside the container."""
+SOCKET_NAME = "server.sock"
+"""The server's Unix socket, in that directory."""
+
 
 class EnvType(str, enum.Enum):
     """How an environment is served inside its container."""
@@ -103,7 +108,8 @@ class StartRequest:
     :param container_port: port the server listens on inside the container.
     :param host_port: host port to publish on 127.0.0.1 (None: any free one).
     :param socket_dir: when set, serve over a Unix socket: mount this host
-        directory at ``/run/rayfine`` and the server listens on ``server.sock`` there.
+        directory at :data:`SOCKET_MOUNT` (``/run/rayfine``) and the server
+        listens on :data:`SOCKET_NAME` there.
     :param network: engine network mode; ``"none"`` cuts the container off.
     :param limits: resource limits.
     :param cap_add: capabilities to keep (all others are dropped).
@@ -121,6 +127,12 @@ class StartRequest:
     limits: Limits = field(default_factory=Limits)
     cap_add: tuple[str, ...] = ()
     command: Optional[list[str]] = None
+
+    def socket_endpoint(self) -> Optional[Endpoint]:
+        """Where the server listens on the host when serving over a Unix socket, else None."""
+        if self.socket_dir is None:
+            return None
+        return Endpoint(unix_socket=str(self.socket_dir / SOCKET_NAME))
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import codecs
 import os
-import threading
 from typing import Any, Iterator, Mapping, Optional
 
 from rayfine_core import errors
+from rayfine_core.engine_api import LazyClient, container_record, container_state, limit_options, published_port
 from rayfine_core.runtime import Runtime
 from rayfine_core.types import (
+    SOCKET_MOUNT,
     BuildRequest,
     ContainerHandle,
     ContainerRecord,
@@ -24,8 +25,6 @@ from rayfine_core.types import (
 
 from .build_stream import consume_build_stream
 
-SOCKET_MOUNT = "/run/rayfine"
-
 
 class DockerRuntime(Runtime):
     """Runs environments on a Docker Engine (``DOCKER_HOST`` or ``RAYFINE_DOCKER_HOST``)."""
@@ -34,16 +33,12 @@ class DockerRuntime(Runtime):
 
     def __init__(self, base_url: Optional[str] = None) -> None:
         self._base_url = base_url or os.environ.get("RAYFINE_DOCKER_HOST")
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._client: LazyClient[Any] = LazyClient(self._connect)
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._connect()
-        return self._client
+        """The ``docker.DockerClient``, connected on first use."""
+        return self._client.get()
 
     def _connect(self) -> Any:
         import docker
@@ -104,10 +99,10 @@ class DockerRuntime(Runtime):
         except APIError as exc:
             self._remove_if_ours(request)
             raise errors.StartError(f"Docker could not start {request.name!r}: {exc.explanation or exc}") from exc
-        if request.socket_dir is not None:
-            endpoint = Endpoint(unix_socket=str(request.socket_dir / "server.sock"))
-        else:
-            endpoint = Endpoint(port=self._published_port(container, request))
+        endpoint = request.socket_endpoint()
+        if endpoint is None:
+            container.reload()
+            endpoint = Endpoint(port=published_port(self, container.id, container.attrs, request))
         return ContainerHandle(id=container.id, name=request.name, endpoint=endpoint, runtime=self.name)
 
     def _remove_if_ours(self, request: StartRequest) -> None:
@@ -133,36 +128,16 @@ class DockerRuntime(Runtime):
             kwargs["ports"] = {f"{request.container_port}/tcp": ("127.0.0.1", request.host_port)}
         if request.network:
             kwargs["network_mode"] = request.network
-        limits = request.limits
-        if limits.mem_limit:
-            kwargs["mem_limit"] = limits.mem_limit
-            kwargs["memswap_limit"] = limits.mem_limit  # no swap beyond the cap: OOM is visible
-        if limits.cpu_limit:
-            kwargs["nano_cpus"] = int(limits.cpu_limit * 1e9)
-        if limits.pids_limit:
-            kwargs["pids_limit"] = limits.pids_limit
+        kwargs.update(limit_options(request.limits))
         return kwargs
-
-    def _published_port(self, container: Any, request: StartRequest) -> int:
-        container.reload()
-        bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{request.container_port}/tcp")
-        if not bindings:
-            logs = self.logs(container.id)
-            self.stop(container.id, timeout=0)
-            raise errors.StartError(f"Container {request.name!r} exited before its port was published", logs)
-        return int(bindings[0]["HostPort"])
 
     def health(self, container_id: str) -> ContainerState:
         from docker.errors import NotFound
 
         try:
-            state = self.client.api.inspect_container(container_id)["State"]
+            return container_state(self.client.api.inspect_container(container_id)["State"])
         except NotFound:
             return ContainerState(running=False, status="removed")
-        return ContainerState(
-            running=bool(state.get("Running")), exit_code=state.get("ExitCode"),
-            oom_killed=bool(state.get("OOMKilled")), status=state.get("Status", ""),
-        )
 
     def logs(self, container_id: str, tail: int = 50) -> str:
         from docker.errors import NotFound
@@ -205,11 +180,7 @@ class DockerRuntime(Runtime):
     def list_containers(self, labels: Mapping[str, str]) -> list[ContainerRecord]:
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
         return [
-            ContainerRecord(
-                id=c["Id"], name=(c.get("Names") or ["?"])[0].lstrip("/"), image=c.get("Image", ""),
-                status=c.get("State", ""), labels=c.get("Labels") or {}, runtime=self.name,
-                created=c.get("Created"),
-            )
+            container_record(c, self.name, created=c.get("Created"))
             for c in self.client.api.containers(all=True, filters=filters)
         ]
 
@@ -217,9 +188,9 @@ class DockerRuntime(Runtime):
         return str(self.client.version().get("Version", "unknown"))
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        client = self._client.reset()
+        if client is not None:
+            client.close()
 
 
 def _image_not_found(image: str) -> errors.ImageNotFoundError:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import threading
 from datetime import datetime
 from typing import Any, Iterator, Mapping, Optional
 
 from rayfine_core import errors
+from rayfine_core.engine_api import LazyClient, container_record, container_state, limit_options, published_port
 from rayfine_core.runtime import Runtime
 from rayfine_core.types import (
+    SOCKET_MOUNT,
     BuildRequest,
     ContainerHandle,
     ContainerRecord,
@@ -30,8 +31,6 @@ from .build import stream_build
 from .references import exact_name, matches
 from .service import PodmanService, redact
 
-SOCKET_MOUNT = "/run/rayfine"
-CPU_PERIOD = 100_000  # podman-py ignores nano_cpus: express CPUs as quota per period
 _NETWORK_MODES = ("none", "host", "bridge", "private", "slirp4netns", "pasta")
 _RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
 
@@ -43,17 +42,13 @@ class PodmanRuntime(Runtime):
 
     def __init__(self, base_url: Optional[str] = None) -> None:
         self._service = PodmanService(base_url)
-        self._client: Any = None
+        self._client: LazyClient[Any] = LazyClient(self._connect)
         self._tails: Optional[bool] = None
-        self._lock = threading.Lock()
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._connect()
-        return self._client
+        """The ``podman.PodmanClient``, connected (and the service found or started) on first use."""
+        return self._client.get()
 
     def _connect(self) -> Any:
         import podman
@@ -120,10 +115,10 @@ class PodmanRuntime(Runtime):
             if created is not None:  # never touch a same-named container that is not ours
                 self.stop(created.id, timeout=0)
             raise errors.StartError(f"Podman could not start {request.name!r}: {_explain(exc)}") from exc
-        if request.socket_dir is not None:
-            endpoint = Endpoint(unix_socket=str(request.socket_dir / "server.sock"))
-        else:
-            endpoint = Endpoint(port=self._published_port(created, request))
+        endpoint = request.socket_endpoint()
+        if endpoint is None:
+            created.reload()
+            endpoint = Endpoint(port=published_port(self, created.id, created.attrs, request))
         return ContainerHandle(id=created.id, name=request.name, endpoint=endpoint, runtime=self.name)
 
     def _create_kwargs(self, request: StartRequest, image: str) -> dict[str, Any]:
@@ -144,38 +139,17 @@ class PodmanRuntime(Runtime):
                 kwargs["network_mode"] = request.network
             else:
                 kwargs["networks"] = {request.network: {}}  # a named network, as Docker allows
-        limits = request.limits
-        if limits.mem_limit:
-            kwargs["mem_limit"] = limits.mem_limit
-            kwargs["memswap_limit"] = limits.mem_limit  # no swap beyond the cap: OOM is visible
-        if limits.cpu_limit:
-            kwargs["cpu_period"] = CPU_PERIOD
-            kwargs["cpu_quota"] = int(limits.cpu_limit * CPU_PERIOD)
-        if limits.pids_limit:
-            kwargs["pids_limit"] = limits.pids_limit
+        kwargs.update(limit_options(request.limits))
         return kwargs
-
-    def _published_port(self, container: Any, request: StartRequest) -> int:
-        container.reload()
-        bindings = (container.attrs["NetworkSettings"].get("Ports") or {}).get(f"{request.container_port}/tcp")
-        if not bindings:
-            output = self.logs(container.id)
-            self.stop(container.id, timeout=0)
-            raise errors.StartError(f"Container {request.name!r} exited before its port was published", output)
-        return int(bindings[0]["HostPort"])
 
     def health(self, container_id: str) -> ContainerState:
         from podman.errors import NotFound
 
         try:
             with _engine_errors():
-                state = self.client.containers.get(container_id).attrs["State"]
+                return container_state(self.client.containers.get(container_id).attrs["State"])
         except NotFound:
             return ContainerState(running=False, status="removed")
-        return ContainerState(
-            running=bool(state.get("Running")), exit_code=state.get("ExitCode"),
-            oom_killed=bool(state.get("OOMKilled")), status=state.get("Status", ""),
-        )
 
     def logs(self, container_id: str, tail: int = 50) -> str:
         with _engine_errors():
@@ -216,11 +190,7 @@ class PodmanRuntime(Runtime):
             response = self.client.api.get("/containers/json", params={"all": True, "filters": filters})
             response.raise_for_status()
         return [
-            ContainerRecord(
-                id=c["Id"], name=(c.get("Names") or ["?"])[0].lstrip("/"), image=c.get("Image", ""),
-                status=c.get("State", ""), labels=c.get("Labels") or {}, runtime=self.name,
-                created=_unix_time(c.get("Created")),
-            )
+            container_record(c, self.name, created=_unix_time(c.get("Created")))
             for c in response.json()
             if all((c.get("Labels") or {}).get(key) == value for key, value in labels.items())
         ]
@@ -230,10 +200,10 @@ class PodmanRuntime(Runtime):
             return str(self.client.version().get("Version", "unknown"))
 
     def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+        client = self._client.reset()
+        if client is not None:
+            client.close()
+        with self._client.lock:  # not while another thread connects to the service
             self._tails = None  # the next service may be another version
             self._service.close()
 

@@ -64,7 +64,7 @@ class Actor:
         return sorted(os.listdir("/sys/class/net"))
 
     def cgroup_limits(self) -> dict:
-        """Memory and pids limits as the container's cgroup (v1 or v2) reports them."""
+        """Memory, pids and CPU-quota limits as the container's cgroup (v1 or v2) reports them."""
         def first(*paths):
             for path in paths:
                 if os.path.exists(path):
@@ -73,6 +73,8 @@ class Actor:
         return {
             "memory": first("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"),
             "pids": first("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"),
+            "cpu": first("/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+                         "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us"),
         }
 
     def die(self, code: int = 3):

@@ -290,10 +290,13 @@ def test_network_none_still_serves_calls(rayfine_runtime, rayfine_image):
 
 
 def test_resource_limits_are_applied(rayfine_runtime, rayfine_image):
-    with rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime, mem_limit="256m", pids_limit=64) as env:
+    with rf.load_env(
+        rayfine_image("kitchen-sink"), runtime=rayfine_runtime, mem_limit="256m", pids_limit=64, cpu_limit=0.5,
+    ) as env:
         limits = env.cgroup_limits()
         assert limits["memory"] == str(256 * 1024 * 1024)
         assert limits["pids"] == "64"
+        assert limits["cpu"].split()[0] == "50000"  # half of each 100 ms CFS period (v2: "50000 100000")
 
 
 def test_published_port_is_loopback_only(rayfine_runtime, rayfine_image):
