@@ -137,9 +137,10 @@ start_dockerd() {
         rm -f /var/run/docker.pid
     fi
     log "starting dockerd (log: /var/log/rayfine-dockerd.log)"
-    # setsid + closed stdio: the daemon outlives this script and never holds
-    # a caller's pipe open.
-    setsid dockerd >>/var/log/rayfine-dockerd.log 2>&1 </dev/null &
+    # setsid + closed stdio + cwd /: the daemon outlives this script, never
+    # holds a caller's pipe open, and never lives in a directory that may be
+    # deleted (a checkout): conmon, podman's child, fails once its cwd is gone.
+    (cd / && exec setsid dockerd >>/var/log/rayfine-dockerd.log 2>&1 </dev/null) &
     wait_for 60 dockerd docker_ok \
         || die "dockerd did not answer within 60 s; tail /var/log/rayfine-dockerd.log"
 }
@@ -157,8 +158,8 @@ start_podman_service() {
     mkdir -p "$(dirname "$PODMAN_SOCK")"
     rm -f "$PODMAN_SOCK"  # stale socket from a dead service: nothing answers on it
     log "starting podman system service on $PODMAN_SOCK (log: /var/log/rayfine-podman.log)"
-    setsid podman system service --time=0 "unix://$PODMAN_SOCK" \
-        >>/var/log/rayfine-podman.log 2>&1 </dev/null &
+    (cd / && exec setsid podman system service --time=0 "unix://$PODMAN_SOCK" \
+        >>/var/log/rayfine-podman.log 2>&1 </dev/null) &
     wait_for 30 "podman service" podman_ok \
         || die "podman service did not answer within 30 s; tail /var/log/rayfine-podman.log"
 }

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -147,8 +148,12 @@ SHARED_PODMAN = "unix:///run/podman/podman.sock"
 """The podman service scripts/install-engines.sh starts (the one this test restarts)."""
 
 
+def engine_pattern(runtime: str) -> str:
+    return "dockerd" if runtime == "docker" else f"podman system service --time=0 {SHARED_PODMAN}"
+
+
 def stop_engine(runtime: str) -> None:
-    pattern = "dockerd" if runtime == "docker" else f"podman system service --time=0 {SHARED_PODMAN}"
+    pattern = engine_pattern(runtime)
     subprocess.run(["pkill", "-TERM", "-f", pattern], check=False)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -159,7 +164,12 @@ def stop_engine(runtime: str) -> None:
 
 def start_engine(runtime: str) -> None:
     flag = "--docker-only" if runtime == "docker" else "--podman-only"
-    subprocess.run(["bash", str(REPO / "scripts" / "install-engines.sh"), flag], check=True, timeout=300)
+    # From a directory deleted right after, with its output in pipes: the
+    # engine must neither live in the caller's directory nor hold its pipes
+    # (subprocess.run waits for the pipes to close).
+    with tempfile.TemporaryDirectory() as cwd:
+        script = str(REPO / "scripts" / "install-engines.sh")
+        subprocess.run(["bash", script, flag], check=True, timeout=300, cwd=cwd, capture_output=True)
     deadline = time.monotonic() + 60
     while not engine_up(runtime) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -187,6 +197,8 @@ def test_engine_stopped_and_started(rayfine_runtime, rayfine_image, monkeypatch)
     finally:
         start_engine(rayfine_runtime)
     assert engine_up(rayfine_runtime)
+    pids = subprocess.run(["pgrep", "-f", engine_pattern(rayfine_runtime)], capture_output=True, text=True).stdout.split()
+    assert pids and all(os.readlink(f"/proc/{pid}/cwd") == "/" for pid in pids)
     env.cleanup()
     assert containers_of(rayfine_runtime, env.id) == []
     with rf.load_env(image, runtime=rayfine_runtime) as fresh:

@@ -116,6 +116,7 @@ class PodmanService:
                 ["sh", "-c", _WATCHDOG, "rayfine-podman-service", url],
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
                 start_new_session=True,  # Ctrl-C must not stop it before our cleanup has used it
+                cwd="/",  # conmon fails every start once the service's directory is deleted
                 env={**os.environ, "PATH": f"{Path(binary).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
             )
         finally:
