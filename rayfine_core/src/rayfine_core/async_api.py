@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Callable, Generator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generator, Sequence, TypeVar
 
 from . import errors, flows, lifecycle, registry, steps
 from .api import bind_options, load_env
@@ -122,7 +122,7 @@ async def aload_envs(image: str, n: int, **kwargs: Any) -> list[AsyncEnvironment
         raise
 
 
-async def _abandon(tasks: list["asyncio.Future[AsyncEnvironment]"]) -> None:
+async def _abandon(tasks: "Sequence[asyncio.Future[AsyncEnvironment]]") -> None:
     """Cancel the starts still running and stop the environments already started."""
     for task in tasks:
         task.cancel()

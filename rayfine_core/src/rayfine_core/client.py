@@ -175,6 +175,7 @@ class AsyncClient(_Base):
             sock = await _connect_unix(self.endpoint.unix_socket, CONNECT_TIMEOUT)
             opening = loop.create_unix_connection(_Connection, sock=sock)
         else:
+            assert self.endpoint.port is not None, "a TCP endpoint has a port"
             opening = loop.create_connection(_Connection, self.endpoint.host, self.endpoint.port)
         _, connection = await asyncio.wait_for(opening, CONNECT_TIMEOUT)
         return connection

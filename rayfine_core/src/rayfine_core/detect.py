@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ class EnvInfo:
     dockerfile: Optional[Path]
 
 
-def inspect_env_dir(env_path: "str | Path") -> EnvInfo:
+def inspect_env_dir(env_path: "str | os.PathLike[str]") -> EnvInfo:
     """Parse ``env_path/env.py`` (and its Dockerfile) and classify it."""
     path = Path(env_path).expanduser()
     if not path.is_dir():

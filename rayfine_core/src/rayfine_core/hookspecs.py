@@ -21,7 +21,7 @@ hookimpl = pluggy.HookimplMarker("rayfine")
 
 
 @hookspec
-def rayfine_runtimes() -> Iterable["RuntimeSpec"]:
+def rayfine_runtimes() -> Iterable["RuntimeSpec"]:  # type: ignore[empty-body]  # a spec: no body
     """Declare the container runtimes this plugin provides.
 
     :return: an iterable of :class:`~rayfine_core.types.RuntimeSpec`; each

@@ -104,7 +104,8 @@ def runtime_registry() -> dict[str, RuntimeEntry]:
     found: dict[str, RuntimeEntry] = {}
     for impl in pm.hook.rayfine_runtimes.get_hookimpls():
         try:
-            specs = list(impl.function() or ())
+            produced: Any = impl.function()  # a third party may return anything
+            specs = list(produced or ())
         except Exception as exc:
             _load_errors[impl.plugin_name] = f"rayfine_runtimes() raised {type(exc).__name__}: {exc}"
             log.warning("rayfine plugin %r failed: %s", impl.plugin_name, exc)

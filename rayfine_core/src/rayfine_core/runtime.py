@@ -107,7 +107,7 @@ class Runtime(ABC):
         """Return the engine's version string; raise EngineUnavailableError if unreachable."""
         return "unknown"
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: most runtimes hold nothing to release
         """Release client connections and anything the runtime started itself."""
 
 

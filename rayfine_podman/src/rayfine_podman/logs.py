@@ -49,6 +49,7 @@ def follow(client: Any, container_id: str, tail: int, server_tails: bool) -> Ite
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     pending = ""
     for frame in api.stream_frames(response):  # ends when the container stops
+        assert isinstance(frame, bytes), "stream_frames without demux yields bytes"
         pending += decoder.decode(frame)
         *lines, pending = pending.split("\n")
         for line in lines:

@@ -12,7 +12,6 @@ import os
 import platform
 import re
 import sys
-import sysconfig
 import zipfile
 
 

@@ -41,7 +41,8 @@ def rayfine_image(rayfine_runtime: str, tmp_path_factory: pytest.TempPathFactory
     def build(name: str) -> str:
         if name not in built:
             env_dir = Path(tmp_path_factory.mktemp(name))
-            files = ENVS[name] if isinstance(ENVS[name], dict) else {"env.py": ENVS[name]}
+            source = ENVS[name]
+            files: dict[str, str] = dict(source) if isinstance(source, dict) else {"env.py": str(source)}
             for file_name, content in files.items():
                 (env_dir / file_name).write_text(content)
             tag = f"rayfine-conformance-{name}:{rayfine_runtime}"
