@@ -18,6 +18,8 @@ run() {  # run NAME PYTEST-ARGS...: one pytest session, recorded for the summary
     .venv/bin/pytest -q -p no:cacheprovider --junitxml="$reports/$name.xml" "$@" || status=1
 }
 
+echo "[rayfine] === types (mypy) ==="
+.venv/bin/mypy rayfine_core/src rayfine_docker/src rayfine_podman/src rayfine_server/src || status=1
 run unit tests rayfine_server/tests "$@"
 for runtime in docker podman example; do
     run "conformance-$runtime" --pyargs rayfine_core.testing --rayfine-runtime "$runtime" "$@"
