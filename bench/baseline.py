@@ -23,7 +23,7 @@ from rayfine_core import lifecycle
 from rayfine_core.client import Client
 from rayfine_core.types import Endpoint
 
-APP = r'''
+APP = r"""
 import json, os, sys
 sys.path[:0] = ["/opt/rayfine/site", "/app"]
 import uvicorn
@@ -66,7 +66,7 @@ else:
 
 where = {"uds": "/run/bare/server.sock"} if os.environ["BARE_UDS"] == "1" else {"host": "0.0.0.0", "port": 8000}
 uvicorn.run(app, log_level="warning", access_log=False, loop="asyncio", http="h11", lifespan="off", **where)
-'''
+"""
 
 
 @dataclass
@@ -93,7 +93,9 @@ def start_bare(docker: Any, image: str, app: str, transport: str, tracked: list[
     caller's ``finally`` removes it even if this function is interrupted.
     """
     socket_dir = Path(tempfile.mkdtemp(prefix="rayfine-bench-")) if transport == "unix" else None
-    extra: dict[str, Any] = {"environment": {"BARE_APP": app, "BARE_UDS": "1" if socket_dir else "0"}}
+    extra: dict[str, Any] = {
+        "environment": {"BARE_APP": app, "BARE_UDS": "1" if socket_dir else "0"}
+    }
     if socket_dir is not None:
         socket_dir.chmod(0o777)
         extra["volumes"] = {str(socket_dir): {"bind": "/run/bare", "mode": "rw"}}
@@ -104,19 +106,32 @@ def start_bare(docker: Any, image: str, app: str, transport: str, tracked: list[
         bare.endpoint = Endpoint(unix_socket=str(socket_dir / "server.sock"))
     else:
         bare.container.reload()
-        bare.endpoint = Endpoint(port=int(bare.container.attrs["NetworkSettings"]["Ports"]["8000/tcp"][0]["HostPort"]))
+        bare.endpoint = Endpoint(
+            port=int(bare.container.attrs["NetworkSettings"]["Ports"]["8000/tcp"][0]["HostPort"])
+        )
     return bare
 
 
-def start_container(docker: Any, image: str, command: list[str], tracked: list[Bare],
-                    socket_dir: Optional[Path] = None, **extra: Any) -> Bare:
+def start_container(
+    docker: Any,
+    image: str,
+    command: list[str],
+    tracked: list[Bare],
+    socket_dir: Optional[Path] = None,
+    **extra: Any,
+) -> Bare:
     """``docker run -d`` as the docker runtime does it, tracked for removal."""
     bare = Bare(container=None, endpoint=Endpoint(), socket_dir=socket_dir)
     tracked.append(bare)
     bare.container = docker.containers.run(
-        image=image, command=command, detach=True, name=f"rayfine-bench-bare-{secrets.token_hex(4)}",
-        labels=lifecycle.ownership_labels(secrets.token_hex(6)), cap_drop=["ALL"],
-        security_opt=["no-new-privileges:true"], **extra,
+        image=image,
+        command=command,
+        detach=True,
+        name=f"rayfine-bench-bare-{secrets.token_hex(4)}",
+        labels=lifecycle.ownership_labels(secrets.token_hex(6)),
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges:true"],
+        **extra,
     )
     return bare
 
@@ -133,6 +148,8 @@ def wait_until_ready(bare: Bare, timeout: float = 60.0) -> None:
             except Exception:
                 pass  # not listening yet
             time.sleep(0.005)
-        raise TimeoutError(f"bare container did not answer within {timeout:g}s:\n{bare.container.logs(tail=20).decode()}")
+        raise TimeoutError(
+            f"bare container did not answer within {timeout:g}s:\n{bare.container.logs(tail=20).decode()}"
+        )
     finally:
         client.close()

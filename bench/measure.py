@@ -42,7 +42,9 @@ def sequential(call: Callable[[], Any], n: int, warmup: int = 100) -> Sample:
     return Sample(latencies, time.perf_counter() - started)
 
 
-async def in_flight(call: Callable[[], Awaitable[Any]], n: int, width: int, warmup: int = 200) -> Sample:
+async def in_flight(
+    call: Callable[[], Awaitable[Any]], n: int, width: int, warmup: int = 200
+) -> Sample:
     """``n`` calls, ``width`` of them in flight at any time."""
 
     async def worker(count: int, out: list[float]) -> None:
@@ -103,7 +105,14 @@ def mib(n_bytes: Optional[float]) -> str:
 def print_table(rows: list[Row]) -> None:
     headers = ("measurement", "rayfine", "baseline", "ratio", "target", "met")
     cells = [
-        (f"{r.section} {r.what}", r.rayfine, r.baseline, "" if r.ratio is None else f"{r.ratio:.2f}x", r.target, r.verdict)
+        (
+            f"{r.section} {r.what}",
+            r.rayfine,
+            r.baseline,
+            "" if r.ratio is None else f"{r.ratio:.2f}x",
+            r.target,
+            r.verdict,
+        )
         for r in rows
     ]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]

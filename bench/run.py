@@ -48,7 +48,9 @@ BOOTSTRAP_BASE_IMAGE = "rayfine/python:3.11-bookworm"
 
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds and calls (numbers get noisier)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer rounds and calls (numbers get noisier)"
+    )
     parser.add_argument("--envs", type=int, default=20, help="environments started at once in (c)")
     parser.add_argument("--width", type=int, default=64, help="calls in flight in (b)")
     parser.add_argument("--only", default="abcd", help="sections to run, e.g. --only c")
@@ -58,8 +60,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     docker = rf.get_runtime("docker").client
     _pick_base_image(docker)
-    print(f"rayfine bench: {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()},"
-          f" Docker {docker.version().get('Version')}, load average {_load()}", flush=True)
+    print(
+        f"rayfine bench: {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()},"
+        f" Docker {docker.version().get('Version')}, load average {_load()}",
+        flush=True,
+    )
     print(f"building {IMAGE} from {ENV_DIR.relative_to(HERE.parent)} (not timed) ...", flush=True)
     rf.build_image_from_env(ENV_DIR, IMAGE, quiet=True)
     tracked: list[Bare] = []
@@ -81,7 +86,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         rf.cleanup_all_environments()
     print()
     print_table(rows)
-    print(f"\nload average at the end: {_load()} (other work on this machine makes every number noisier)")
+    print(
+        f"\nload average at the end: {_load()} (other work on this machine makes every number noisier)"
+    )
 
 
 def _pick_base_image(docker: Any) -> None:
@@ -117,9 +124,22 @@ def cold_start(docker: Any, rounds: int, tracked: list[Bare]) -> list[Row]:
             tracked.remove(bare)
     ours, fastapi, asgi = (median_of(runs[k]) for k in ("rayfine", "fastapi", "asgi"))
     return [
-        Row("(a)", "cold start: load_env -> first result", secs(ours), f"bare FastAPI app {secs(fastapi)}",
-            ours / fastapi, "<= 1.3x", 1.3),
-        Row("(a)", "  same, vs bare raw-ASGI app (floor)", secs(ours), f"bare ASGI app {secs(asgi)}", ours / asgi),
+        Row(
+            "(a)",
+            "cold start: load_env -> first result",
+            secs(ours),
+            f"bare FastAPI app {secs(fastapi)}",
+            ours / fastapi,
+            "<= 1.3x",
+            1.3,
+        ),
+        Row(
+            "(a)",
+            "  same, vs bare raw-ASGI app (floor)",
+            secs(ours),
+            f"bare ASGI app {secs(asgi)}",
+            ours / asgi,
+        ),
     ]
 
 
@@ -130,7 +150,10 @@ Memory = tuple[Optional[float], Optional[float]]
 
 
 def per_call(docker: Any, calls: int, width: int, tracked: list[Bare]) -> tuple[list[Row], Memory]:
-    print(f"(b) per call: {calls} sequential, {calls * 2} with {width} in flight, Unix socket and TCP ...", flush=True)
+    print(
+        f"(b) per call: {calls} sequential, {calls * 2} with {width} in flight, Unix socket and TCP ...",
+        flush=True,
+    )
     rows: list[Row] = []
     for transport in ("unix", "tcp"):
         bare = start_bare(docker, IMAGE, "fastapi", transport, tracked)
@@ -144,8 +167,13 @@ def per_call(docker: Any, calls: int, width: int, tracked: list[Bare]) -> tuple[
     return rows + _in_process_floor(calls), bare_memory
 
 
-def _compare_calls(env: rf.Environment, bare: Bare, transport: str, calls: int, width: int, full: bool) -> list[Row]:
-    hx = httpx.Client(transport=httpx.HTTPTransport(uds=bare.endpoint.unix_socket), base_url=bare.endpoint.base_url)
+def _compare_calls(
+    env: rf.Environment, bare: Bare, transport: str, calls: int, width: int, full: bool
+) -> list[Row]:
+    hx = httpx.Client(
+        transport=httpx.HTTPTransport(uds=bare.endpoint.unix_socket),
+        base_url=bare.endpoint.base_url,
+    )
     lean = Client(bare.endpoint)
     assert hx.post("/call", content=BODY, headers=JSON).json() == {"result": 1} and env.echo(1) == 1
     variants = {
@@ -154,32 +182,92 @@ def _compare_calls(env: rf.Environment, bare: Bare, transport: str, calls: int, 
         "lean": lambda: lean.post("/call", BODY, None),
         "sync method": lambda: env.echo_sync(1),
     }
-    seq = _interleaved({k: (lambda f=f: sequential(f, calls // 8, warmup=20)) for k, f in variants.items()})
+    seq = _interleaved(
+        {k: (lambda f=f: sequential(f, calls // 8, warmup=20)) for k, f in variants.items()}
+    )
     hx.close()
     lean.close()
     flight = asyncio.run(_in_flight_pair(env, bare, calls * 2, width))
     t = "UDS" if transport == "unix" else "TCP"
     ours, raw = seq["rayfine"], seq["httpx"]
     ours_f, raw_f = flight["rayfine"], flight["httpx"]
-    rows = [Row("(b)", f"{t} sequential median", us(ours.median), f"httpx -> bare {us(raw.median)}",
-                ours.median / raw.median, "<= 1.3x", 1.3)]
+    rows = [
+        Row(
+            "(b)",
+            f"{t} sequential median",
+            us(ours.median),
+            f"httpx -> bare {us(raw.median)}",
+            ours.median / raw.median,
+            "<= 1.3x",
+            1.3,
+        )
+    ]
     if full:
         rows += [
-            Row("(b)", f"{t} sequential p99", us(ours.p99), f"httpx -> bare {us(raw.p99)}", ours.p99 / raw.p99),
-            Row("(b)", f"{t} sequential calls/s", rate(ours.rate), f"httpx -> bare {rate(raw.rate)}", raw.rate / ours.rate),
-            Row("(b)", f"{t} sequential median, all Rayfine work", us(ours.median),
-                f"Rayfine's bare HTTP client -> bare {us(seq['lean'].median)}", ours.median / seq["lean"].median),
-            Row("(b)", f"{t} sync method (worker thread) median", us(seq["sync method"].median),
-                f"async method {us(ours.median)}", seq["sync method"].median / ours.median),
-            Row("(b)", f"{t} {width} in flight median", us(ours_f.median), f"httpx -> bare {us(raw_f.median)}",
-                ours_f.median / raw_f.median),
-            Row("(b)", f"{t} {width} in flight p99", us(ours_f.p99), f"httpx -> bare {us(raw_f.p99)}", ours_f.p99 / raw_f.p99),
+            Row(
+                "(b)",
+                f"{t} sequential p99",
+                us(ours.p99),
+                f"httpx -> bare {us(raw.p99)}",
+                ours.p99 / raw.p99,
+            ),
+            Row(
+                "(b)",
+                f"{t} sequential calls/s",
+                rate(ours.rate),
+                f"httpx -> bare {rate(raw.rate)}",
+                raw.rate / ours.rate,
+            ),
+            Row(
+                "(b)",
+                f"{t} sequential median, all Rayfine work",
+                us(ours.median),
+                f"Rayfine's bare HTTP client -> bare {us(seq['lean'].median)}",
+                ours.median / seq["lean"].median,
+            ),
+            Row(
+                "(b)",
+                f"{t} sync method (worker thread) median",
+                us(seq["sync method"].median),
+                f"async method {us(ours.median)}",
+                seq["sync method"].median / ours.median,
+            ),
+            Row(
+                "(b)",
+                f"{t} {width} in flight median",
+                us(ours_f.median),
+                f"httpx -> bare {us(raw_f.median)}",
+                ours_f.median / raw_f.median,
+            ),
+            Row(
+                "(b)",
+                f"{t} {width} in flight p99",
+                us(ours_f.p99),
+                f"httpx -> bare {us(raw_f.p99)}",
+                ours_f.p99 / raw_f.p99,
+            ),
         ]
-    rows.append(Row("(b)", f"{t} {width} in flight calls/s", rate(ours_f.rate), f"httpx -> bare {rate(raw_f.rate)}",
-                    raw_f.rate / ours_f.rate, "<= 1.3x", 1.3))
+    rows.append(
+        Row(
+            "(b)",
+            f"{t} {width} in flight calls/s",
+            rate(ours_f.rate),
+            f"httpx -> bare {rate(raw_f.rate)}",
+            raw_f.rate / ours_f.rate,
+            "<= 1.3x",
+            1.3,
+        )
+    )
     if full:
-        rows.append(Row("(b)", f"{t} {width} in flight calls/s, all Rayfine work", rate(ours_f.rate),
-                        f"Rayfine's bare HTTP client -> bare {rate(flight['lean'].rate)}", flight["lean"].rate / ours_f.rate))
+        rows.append(
+            Row(
+                "(b)",
+                f"{t} {width} in flight calls/s, all Rayfine work",
+                rate(ours_f.rate),
+                f"Rayfine's bare HTTP client -> bare {rate(flight['lean'].rate)}",
+                flight["lean"].rate / ours_f.rate,
+            )
+        )
     return rows
 
 
@@ -200,18 +288,28 @@ async def _ainterleaved(runs: dict[str, Any], blocks: int = 4) -> dict[str, Samp
 
 
 def _rotations(names: list[str], blocks: int) -> list[str]:
-    return [name for block in range(blocks) for name in names[block % len(names):] + names[: block % len(names)]]
+    return [
+        name
+        for block in range(blocks)
+        for name in names[block % len(names) :] + names[: block % len(names)]
+    ]
 
 
-async def _in_flight_pair(env: rf.Environment, bare: Bare, calls: int, width: int) -> dict[str, Sample]:
+async def _in_flight_pair(
+    env: rf.Environment, bare: Bare, calls: int, width: int
+) -> dict[str, Sample]:
     limits = httpx.Limits(max_connections=width * 2, max_keepalive_connections=width * 2)
     transport = httpx.AsyncHTTPTransport(uds=bare.endpoint.unix_socket, limits=limits)
     lean = AsyncClient(bare.endpoint)
-    async with rf.aload_env(IMAGE, transport=env._options.transport) as aenv, \
-            httpx.AsyncClient(transport=transport, base_url=bare.endpoint.base_url) as hx:
+    async with (
+        rf.aload_env(IMAGE, transport=env._options.transport) as aenv,
+        httpx.AsyncClient(transport=transport, base_url=bare.endpoint.base_url) as hx,
+    ):
         runs = {
             "rayfine": lambda: in_flight(lambda: aenv.echo(1), calls // 4, width),
-            "httpx": lambda: in_flight(lambda: hx.post("/call", content=BODY, headers=JSON), calls // 4, width),
+            "httpx": lambda: in_flight(
+                lambda: hx.post("/call", content=BODY, headers=JSON), calls // 4, width
+            ),
             "lean": lambda: in_flight(lambda: lean.post("/call", BODY, None), calls // 4, width),
         }
         try:
@@ -239,22 +337,51 @@ def _in_process_floor(calls: int) -> list[Row]:
 
 def many_starts(docker: Any, n: int, bare_memory: Memory, tracked: list[Bare]) -> list[Row]:
     bound = max_concurrent_starts()
-    print(f"(c) {n} environments started at once, at most {bound} at a time (RAYFINE_MAX_CONCURRENT_STARTS) ...",
-          flush=True)
+    print(
+        f"(c) {n} environments started at once, at most {bound} at a time (RAYFINE_MAX_CONCURRENT_STARTS) ...",
+        flush=True,
+    )
     one, many, stop, memory = asyncio.run(_many_starts(docker, n))
     bare_many = _bare_many(docker, n, bound, tracked)
     engine_one, engine_many = _engine_floor(docker, n, bound, tracked)
     return [
-        Row("(c)", f"{n} concurrent starts -> first result on each", secs(many), f"one start {secs(one)}",
-            many / one, "< 3x", 3.0),
-        Row("(c)", "  same, vs as many bare containers", secs(many), f"{n} bare FastAPI {secs(bare_many)}",
-            many / bare_many),
-        Row("(c)", f"  engine alone: {n} `sleep` containers vs one", secs(engine_many), f"one {secs(engine_one)}",
-            engine_many / engine_one),
-        Row("(c)", "  container memory per env (engine stats)", mib(memory[0]), f"bare FastAPI {mib(bare_memory[0])}",
-            None if None in (memory[0], bare_memory[0]) else memory[0] / bare_memory[0]),
-        Row("(c)", "  server process RSS per env", mib(memory[1]), f"bare FastAPI {mib(bare_memory[1])}",
-            None if None in (memory[1], bare_memory[1]) else memory[1] / bare_memory[1]),
+        Row(
+            "(c)",
+            f"{n} concurrent starts -> first result on each",
+            secs(many),
+            f"one start {secs(one)}",
+            many / one,
+            "< 3x",
+            3.0,
+        ),
+        Row(
+            "(c)",
+            "  same, vs as many bare containers",
+            secs(many),
+            f"{n} bare FastAPI {secs(bare_many)}",
+            many / bare_many,
+        ),
+        Row(
+            "(c)",
+            f"  engine alone: {n} `sleep` containers vs one",
+            secs(engine_many),
+            f"one {secs(engine_one)}",
+            engine_many / engine_one,
+        ),
+        Row(
+            "(c)",
+            "  container memory per env (engine stats)",
+            mib(memory[0]),
+            f"bare FastAPI {mib(bare_memory[0])}",
+            None if None in (memory[0], bare_memory[0]) else memory[0] / bare_memory[0],
+        ),
+        Row(
+            "(c)",
+            "  server process RSS per env",
+            mib(memory[1]),
+            f"bare FastAPI {mib(bare_memory[1])}",
+            None if None in (memory[1], bare_memory[1]) else memory[1] / bare_memory[1],
+        ),
         Row("(c)", f"  cleanup of all {n}", secs(stop)),
     ]
 
@@ -271,7 +398,9 @@ async def _many_starts(docker: Any, n: int) -> tuple[float, float, float, Memory
     try:
         await asyncio.gather(*(env.echo(1) for env in envs))
         many = time.perf_counter() - started
-        measured = [await asyncio.to_thread(_container_memory, docker, env.handle.id) for env in envs]
+        measured = [
+            await asyncio.to_thread(_container_memory, docker, env.handle.id) for env in envs
+        ]
     finally:
         stopping = time.perf_counter()
         await asyncio.gather(*(env.cleanup() for env in envs))
@@ -297,7 +426,9 @@ def _engine_floor(docker: Any, n: int, bound: int, tracked: list[Bare]) -> tuple
     def one() -> None:
         start_container(docker, IMAGE, ["sleep", "60"], tracked)
 
-    return median_of([_batch(one, 1, bound, tracked) for _ in range(3)]), _batch(one, n, bound, tracked)
+    return median_of([_batch(one, 1, bound, tracked) for _ in range(3)]), _batch(
+        one, n, bound, tracked
+    )
 
 
 def _batch(start_one: Any, n: int, bound: int, tracked: list[Bare]) -> float:
@@ -316,13 +447,17 @@ def _batch(start_one: Any, n: int, bound: int, tracked: list[Bare]) -> float:
 def _container_memory(docker: Any, container_id: str) -> Memory:
     """Working-set memory as ``docker stats`` shows it, and the RSS of the container's main process."""
     stats = docker.api.stats(container_id, stream=False, one_shot=True).get("memory_stats", {})
-    inactive = stats.get("stats", {}).get("total_inactive_file", stats.get("stats", {}).get("inactive_file", 0))
+    inactive = stats.get("stats", {}).get(
+        "total_inactive_file", stats.get("stats", {}).get("inactive_file", 0)
+    )
     usage = stats.get("usage") - inactive if stats.get("usage") else None
     rss = None
     try:
         pid = docker.api.inspect_container(container_id)["State"]["Pid"]
         status = Path(f"/proc/{pid}/status").read_text()
-        rss = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:"))
+        rss = next(
+            int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")
+        )
     except (OSError, StopIteration, KeyError, ValueError):
         pass  # the engine runs elsewhere (a VM, rootless): only the engine's number
     return usage, rss
@@ -345,8 +480,16 @@ def rebuild() -> list[Row]:
         runs.append(time.perf_counter() - started)
     skipped = all("up to date" in line for line in said)
     took = median_of(runs)
-    return [Row("(d)", "unchanged rebuild" + ("" if skipped else " (NOT skipped)"), secs(took),
-                target="< 1 s", limit=1.0, value=took if skipped else float("inf"))]
+    return [
+        Row(
+            "(d)",
+            "unchanged rebuild" + ("" if skipped else " (NOT skipped)"),
+            secs(took),
+            target="< 1 s",
+            limit=1.0,
+            value=took if skipped else float("inf"),
+        )
+    ]
 
 
 if __name__ == "__main__":

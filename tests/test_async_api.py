@@ -178,7 +178,9 @@ def test_sync_api_inside_a_running_loop(rayfine_runtime, image):
 def test_sync_api_from_threads(rayfine_runtime, image):
     with rf.load_env(image, runtime=rayfine_runtime) as env:
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            assert list(pool.map(lambda i: env.add(i, b=1), range(64))) == [i + 1 for i in range(64)]
+            assert list(pool.map(lambda i: env.add(i, b=1), range(64))) == [
+                i + 1 for i in range(64)
+            ]
             # a thread with its own event loop, using the blocking API inside it
             assert pool.submit(asyncio.run, _call_in_loop(env)).result() == 3
 
@@ -203,7 +205,9 @@ async def main():
 env = asyncio.run(main())
 assert asyncio.run(env.add(1)) == 3  # and exit without cleanup()
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert containers(rayfine_runtime, **{"rayfine.test-run": run_label}) == []
 

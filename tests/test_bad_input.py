@@ -18,13 +18,37 @@ from rayfine_core import errors
 
 ERROR_STATUSES = {400, 404, 422, 500, 504}
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 method_names = st.one_of(
-    st.sampled_from(["add", "echo", "fail", "unserialisable", "square", "_private", "__init__", "__class__",
-                     "__dict__", "join", "os", "time", "Actor", "", "add ", "../etc/passwd"]),
+    st.sampled_from(
+        [
+            "add",
+            "echo",
+            "fail",
+            "unserialisable",
+            "square",
+            "_private",
+            "__init__",
+            "__class__",
+            "__dict__",
+            "join",
+            "os",
+            "time",
+            "Actor",
+            "",
+            "add ",
+            "../etc/passwd",
+        ]
+    ),
     st.text(max_size=30),
 )
 
@@ -36,7 +60,9 @@ def raw(rayfine_runtime, rayfine_image):
         endpoint = env.handle.endpoint
         transport = httpx.HTTPTransport(uds=endpoint.unix_socket)
         headers = {"authorization": f"Bearer {env._launch.token}"}
-        with httpx.Client(base_url=endpoint.base_url, transport=transport, headers=headers, timeout=30) as client:
+        with httpx.Client(
+            base_url=endpoint.base_url, transport=transport, headers=headers, timeout=30
+        ) as client:
             yield env, client
 
 
@@ -55,8 +81,14 @@ def assert_still_serving(env, client: httpx.Client) -> None:
     assert env.add(1) == 3
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(method=method_names, args=st.lists(json_values, max_size=4), kwargs=st.dictionaries(st.text(max_size=10), json_values, max_size=4))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    method=method_names,
+    args=st.lists(json_values, max_size=4),
+    kwargs=st.dictionaries(st.text(max_size=10), json_values, max_size=4),
+)
 def test_random_calls_get_a_result_or_a_typed_error(raw, method, args, kwargs):
     env, client = raw
     response = client.post("/call", json={"method": method, "args": args, "kwargs": kwargs})
@@ -65,7 +97,9 @@ def test_random_calls_get_a_result_or_a_typed_error(raw, method, args, kwargs):
         assert response.status_code == 404
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(body=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
 def test_malformed_bodies_are_rejected(raw, body):
     env, client = raw
@@ -73,13 +107,24 @@ def test_malformed_bodies_are_rejected(raw, body):
     assert_clear_error_or_result(response)
 
 
-@pytest.mark.parametrize("body", [
-    b"", b"null", b"[]", b'"add"', b'{"method": 5}', b'{"method": "add", "args": {}}',
-    b'{"method": "add", "kwargs": []}', b'{"method": "add", "args": [1], "timeout": -1}',
-    b'{"method": "add", "args": [1], "timeout": "soon"}', b'{"method": "add", "bogus": 1}',
-    b"[" * 100_000 + b"]" * 100_000,
-    b'{"method": "add", "args": [' + b"1," * 200_000 + b"1]}",
-], ids=lambda b: b[:30].decode(errors="replace"))
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"null",
+        b"[]",
+        b'"add"',
+        b'{"method": 5}',
+        b'{"method": "add", "args": {}}',
+        b'{"method": "add", "kwargs": []}',
+        b'{"method": "add", "args": [1], "timeout": -1}',
+        b'{"method": "add", "args": [1], "timeout": "soon"}',
+        b'{"method": "add", "bogus": 1}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"method": "add", "args": [' + b"1," * 200_000 + b"1]}",
+    ],
+    ids=lambda b: b[:30].decode(errors="replace"),
+)
 def test_hostile_bodies(raw, body):
     env, client = raw
     response = client.post("/call", content=body, headers={"content-type": "application/json"})
@@ -92,13 +137,17 @@ def test_huge_body_is_refused(raw):
     env, client = raw
     huge = json.dumps({"method": "echo", "args": ["x" * (65 * 1024 * 1024)]}).encode()
     response = client.post("/call", content=huge, headers={"content-type": "application/json"})
-    assert response.status_code == 400 and "exceeds the limit" in response.json()["error"]["message"]
+    assert (
+        response.status_code == 400 and "exceeds the limit" in response.json()["error"]["message"]
+    )
     assert_still_serving(env, client)
 
 
 def test_missing_token_is_refused(raw):
     env, client = raw
-    response = client.post("/call", json={"method": "add", "args": [1]}, headers={"authorization": "Bearer wrong"})
+    response = client.post(
+        "/call", json={"method": "add", "args": [1]}, headers={"authorization": "Bearer wrong"}
+    )
     assert response.status_code == 401
     assert_still_serving(env, client)
 
@@ -148,20 +197,24 @@ def test_bad_buildarg_names(tmp_path, buildargs):
         rf.build_image_from_env(tmp_path, "x:latest", buildargs=buildargs)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"env_vars": {"BAD-NAME": "x"}}, "environment variable name"),
-    ({"env_vars": {"RAYFINE_TOKEN": "x"}}, "reserved"),
-    ({"env_vars": ["A=1"]}, "mapping"),
-    ({"mem_limit": "lots"}, "mem_limit"),
-    ({"cpu_limit": -1}, "cpu_limit"),
-    ({"pids_limit": 0}, "pids_limit"),
-    ({"http_port": 70000}, "http_port"),
-    ({"container_name": "bad name!"}, "container_name"),
-    ({"mode": "cloud"}, "Unknown mode"),
-    ({"env_type": "grpc"}, "Unknown env_type"),
-    ({"start_timeout": 0}, "start_timeout"),
-    ({"transport": "carrier-pigeon"}, "transport"),
-], ids=lambda v: str(v)[:40])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"env_vars": {"BAD-NAME": "x"}}, "environment variable name"),
+        ({"env_vars": {"RAYFINE_TOKEN": "x"}}, "reserved"),
+        ({"env_vars": ["A=1"]}, "mapping"),
+        ({"mem_limit": "lots"}, "mem_limit"),
+        ({"cpu_limit": -1}, "cpu_limit"),
+        ({"pids_limit": 0}, "pids_limit"),
+        ({"http_port": 70000}, "http_port"),
+        ({"container_name": "bad name!"}, "container_name"),
+        ({"mode": "cloud"}, "Unknown mode"),
+        ({"env_type": "grpc"}, "Unknown env_type"),
+        ({"start_timeout": 0}, "start_timeout"),
+        ({"transport": "carrier-pigeon"}, "transport"),
+    ],
+    ids=lambda v: str(v)[:40],
+)
 def test_bad_load_env_arguments(kwargs, match):
     with pytest.raises(errors.ValidationError, match=match):
         rf.load_env("any:image", **kwargs)

@@ -36,16 +36,31 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     if shutil.which("docker") is None:
         pytest.skip("needs the docker CLI and daemon")
     state = tmp_path_factory.mktemp("state")
-    return {**os.environ, "RAYFINE_BASE_IMAGE": BASE_IMAGE, "XDG_STATE_HOME": str(state), "RAYFINE_RUNTIME": "docker"}
+    return {
+        **os.environ,
+        "RAYFINE_BASE_IMAGE": BASE_IMAGE,
+        "XDG_STATE_HOME": str(state),
+        "RAYFINE_RUNTIME": "docker",
+    }
 
 
 @pytest.fixture(scope="module")
 def rayfine(cli_env):
-    def run(*args: str, check: bool = True, timeout: float = 300, cwd: "Path | None" = None) -> subprocess.CompletedProcess:
-        result = subprocess.run([str(RAYFINE), *args], capture_output=True, text=True, env=cli_env,
-                                timeout=timeout, cwd=cwd)
+    def run(
+        *args: str, check: bool = True, timeout: float = 300, cwd: "Path | None" = None
+    ) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [str(RAYFINE), *args],
+            capture_output=True,
+            text=True,
+            env=cli_env,
+            timeout=timeout,
+            cwd=cwd,
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"rayfine {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"rayfine {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     return run
@@ -89,7 +104,9 @@ def running(rayfine, image, tmp_path):
     env_file = tmp_path / "vars.env"
     env_file.write_text("# settings\nEXPECTED=Rome\n\n")
     try:
-        result = rayfine("run", image, "--name", name, "--env-file", str(env_file), "--pids-limit", "256")
+        result = rayfine(
+            "run", image, "--name", name, "--env-file", str(env_file), "--pids-limit", "256"
+        )
         assert f"name:      {name}" in result.stdout
         yield name
     finally:
@@ -137,13 +154,17 @@ def test_bad_input_exits_2(rayfine, args, fragment):
 
 
 def test_run_of_a_missing_image_is_an_operation_failure(rayfine):
-    assert_clean_error(rayfine("run", "rayfine-cli-no-such-image:latest", check=False), 1, "rayfine: error: Image")
+    assert_clean_error(
+        rayfine("run", "rayfine-cli-no-such-image:latest", check=False), 1, "rayfine: error: Image"
+    )
 
 
 def test_init_refuses_an_existing_directory(rayfine, tmp_path):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("mine")
-    assert_clean_error(rayfine("init", "taken", "--dir", str(tmp_path), check=False), 2, "already exists")
+    assert_clean_error(
+        rayfine("init", "taken", "--dir", str(tmp_path), check=False), 2, "already exists"
+    )
     assert os.listdir(tmp_path / "taken") == ["keep.txt"]
 
 
@@ -163,14 +184,25 @@ def test_run_ps_methods_call_logs_stop(rayfine, running, cli_env):
 
     text = rayfine("methods", name).stdout
     assert "evaluate(answer: str" in text and "Score ``answer``" in text and "[async]" in text
-    assert {m["name"] for m in json.loads(rayfine("methods", name, "--json").stdout)} == {"evaluate", "hello"}
+    assert {m["name"] for m in json.loads(rayfine("methods", name, "--json").stdout)} == {
+        "evaluate",
+        "hello",
+    }
 
     # The CLI that started it has exited: each call is a new process reattaching.
     pretty = rayfine("call", name, "evaluate", "--arg", "answer=rome").stdout
     assert json.loads(pretty) == {"answer": "rome", "expected": "Rome", "score": 1.0, "calls": 1}
     assert pretty.count("\n") > 1
-    compact = rayfine("call", name, "evaluate", "--args-json", '{"answer": "x", "expected": "y"}',
-                      "--arg", "answer=5", "--json").stdout
+    compact = rayfine(
+        "call",
+        name,
+        "evaluate",
+        "--args-json",
+        '{"answer": "x", "expected": "y"}',
+        "--arg",
+        "answer=5",
+        "--json",
+    ).stdout
     assert compact.strip() == '{"answer":5,"expected":"y","score":0.0,"calls":2}'
     by_id = row["id"][:12]  # a container-id prefix works as well as the name
     assert rayfine("call", by_id, "hello", "--arg", 'name="7"').stdout == "hello, 7!\n"
@@ -179,9 +211,15 @@ def test_run_ps_methods_call_logs_stop(rayfine, running, cli_env):
     assert_clean_error(remote, 1, "rayfine: error: ValueError in evaluate(): answer is empty")
     assert len(remote.stderr.strip().splitlines()) == 1
     verbose = rayfine("call", name, "evaluate", "--arg", 'answer=""', "-v", check=False)
-    assert verbose.returncode == 1 and "remote traceback" in verbose.stderr and "env.py" in verbose.stderr
+    assert (
+        verbose.returncode == 1
+        and "remote traceback" in verbose.stderr
+        and "env.py" in verbose.stderr
+    )
     assert_clean_error(rayfine("call", name, "nope", check=False), 2, "no method 'nope'")
-    assert_clean_error(rayfine("call", name, "evaluate", "--arg", "wrong=1", check=False), 2, "TypeError")
+    assert_clean_error(
+        rayfine("call", name, "evaluate", "--arg", "wrong=1", check=False), 2, "TypeError"
+    )
 
     assert "ready, expecting 'Rome'" in rayfine("logs", name).stdout
 
@@ -194,11 +232,18 @@ def test_run_ps_methods_call_logs_stop(rayfine, running, cli_env):
 
 def test_logs_follow_ends_when_the_container_stops(rayfine, running, cli_env):
     rayfine("call", running, "hello")  # the actor prints its "ready" line when first used
-    follower = subprocess.Popen([str(RAYFINE), "logs", "-f", running], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=cli_env)
+    follower = subprocess.Popen(
+        [str(RAYFINE), "logs", "-f", running],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env,
+    )
     try:
         first: list[str] = []
-        reader = threading.Thread(target=lambda: first.append(follower.stdout.readline()), daemon=True)
+        reader = threading.Thread(
+            target=lambda: first.append(follower.stdout.readline()), daemon=True
+        )
         reader.start()
         reader.join(30)
         assert first and "ready" in first[0]
@@ -212,8 +257,16 @@ def test_logs_follow_ends_when_the_container_stops(rayfine, running, cli_env):
 def test_stop_several_and_stop_all(rayfine, image, cli_env):
     names = [unique("all"), unique("all"), unique("all")]
     try:
-        starts = [subprocess.Popen([str(RAYFINE), "run", image, "--name", name], env=cli_env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for name in names]
+        starts = [
+            subprocess.Popen(
+                [str(RAYFINE), "run", image, "--name", name],
+                env=cli_env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for name in names
+        ]
         assert [p.wait(timeout=120) for p in starts] == [0, 0, 0], [p.stderr.read() for p in starts]
         assert rayfine("stop", *names[:2]).stdout.split() == names[:2]
         # --all: what this state directory recorded, never other sessions' detached containers
@@ -227,18 +280,26 @@ def test_stop_several_and_stop_all(rayfine, image, cli_env):
 def test_stop_refuses_a_container_rayfine_did_not_start(rayfine):
     name = "rayfine-cli-foreign"
     docker_rm(name)
-    subprocess.run(["docker", "run", "-d", "--name", name, BASE_IMAGE, "sleep", "60"], check=True, capture_output=True)
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, BASE_IMAGE, "sleep", "60"],
+        check=True,
+        capture_output=True,
+    )
     try:
         result = rayfine("stop", name, check=False)
         assert_clean_error(result, 1, "was not started by Rayfine")
-        state = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", name], capture_output=True, text=True)
+        state = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Running}}", name], capture_output=True, text=True
+        )
         assert state.stdout.strip() == "true"
         assert_clean_error(rayfine("logs", name, check=False), 1, "was not started by Rayfine")
     finally:
         docker_rm(name)
 
 
-def test_detached_env_survives_its_process_and_attach_cleans_up(rayfine, image, cli_env, monkeypatch):
+def test_detached_env_survives_its_process_and_attach_cleans_up(
+    rayfine, image, cli_env, monkeypatch
+):
     """The Python API under the CLI: detach() in one process, attach() in another."""
     name = unique("api")
     code = (
@@ -249,7 +310,9 @@ def test_detached_env_survives_its_process_and_attach_cleans_up(rayfine, image, 
         "print(env.handle.endpoint.unix_socket)\n"
     )
     try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env, timeout=120
+        )
         assert out.returncode == 0, out.stderr
         sock = Path(out.stdout.strip())
         assert sock.exists(), "interpreter exit removed the detached env's socket"
@@ -314,10 +377,14 @@ def test_doctor_reports_docker_usable(rayfine):
 
 def test_doctor_gives_a_fix_for_a_missing_base_image(rayfine, cli_env):
     env = {**cli_env, "RAYFINE_BASE_IMAGE": "rayfine-cli-no-such-base:1"}
-    text = subprocess.run([str(RAYFINE), "doctor"], capture_output=True, text=True, env=env, timeout=120)
+    text = subprocess.run(
+        [str(RAYFINE), "doctor"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert "rayfine-cli-no-such-base:1 is not in docker" in text.stdout
     assert "fix: " in text.stdout.split("rayfine-cli-no-such-base:1 is not in docker", 1)[1]
-    result = subprocess.run([str(RAYFINE), "doctor", "--json"], capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [str(RAYFINE), "doctor", "--json"], capture_output=True, text=True, env=env, timeout=120
+    )
     report = json.loads(result.stdout)
     assert "docker" not in report["usable_runtimes"]
     assert result.returncode == (0 if report["usable_runtimes"] else 1) == text.returncode
@@ -351,9 +418,13 @@ def test_http_scaffold_with_wheels_builds_and_runs_offline(rayfine, tmp_path):
         started = rayfine("run", tag, "--name", name).stdout
         assert "endpoint:  http://127.0.0.1:" in started
         assert "evaluate" in rayfine("methods", name).stdout
-        result = json.loads(rayfine("call", name, "evaluate", "--arg", "answer= paris ", "--json").stdout)
+        result = json.loads(
+            rayfine("call", name, "evaluate", "--arg", "answer= paris ", "--json").stdout
+        )
         assert result == {"answer": " paris ", "expected": "Paris", "score": 1.0}
-        assert_clean_error(rayfine("call", name, "evaluate", "--arg", "answer=3", check=False), 2, "HTTP 422")
+        assert_clean_error(
+            rayfine("call", name, "evaluate", "--arg", "answer=3", check=False), 2, "HTTP 422"
+        )
         rayfine("stop", name)
     finally:
         remove(rayfine, name)

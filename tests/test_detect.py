@@ -24,18 +24,24 @@ def test_actor_is_function_based(tmp_path):
 
 
 def test_module_functions_are_function_based(tmp_path):
-    info = inspect_env_dir(write(tmp_path, "def add(a, b):\n    return a + b\ndef _hidden():\n    pass\n"))
+    info = inspect_env_dir(
+        write(tmp_path, "def add(a, b):\n    return a + b\ndef _hidden():\n    pass\n")
+    )
     assert info.env_type is EnvType.FUNCTION_BASED and info.functions == ("add",)
 
 
 def test_fastapi_app_is_http_based(tmp_path):
-    info = inspect_env_dir(write(tmp_path, "from fastapi import FastAPI\napp = FastAPI(title='x')\n"))
+    info = inspect_env_dir(
+        write(tmp_path, "from fastapi import FastAPI\napp = FastAPI(title='x')\n")
+    )
     assert info.env_type is EnvType.HTTP_BASED and info.app_name == "app"
 
 
 def test_dockerfile_cmd_uvicorn_is_http_based(tmp_path):
     source = "from myapp import make\napplication = make()\n"
-    info = inspect_env_dir(write(tmp_path, source, 'FROM x\nCMD ["uvicorn", "env:application", "--port", "8000"]\n'))
+    info = inspect_env_dir(
+        write(tmp_path, source, 'FROM x\nCMD ["uvicorn", "env:application", "--port", "8000"]\n')
+    )
     assert info.env_type is EnvType.HTTP_BASED
 
 

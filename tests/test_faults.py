@@ -37,7 +37,9 @@ def engine_cli(runtime: str) -> str:
 
 
 def start_client(runtime: str, image: str) -> tuple[subprocess.Popen, dict]:
-    proc = subprocess.Popen([sys.executable, str(CLIENT), runtime, image], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(CLIENT), runtime, image], stdout=subprocess.PIPE, text=True
+    )
     line = proc.stdout.readline()
     assert line, f"client exited early with {proc.wait()}"
     return proc, json.loads(line)
@@ -58,7 +60,12 @@ def wait_gone(runtime: str, env_id: str, timeout: float = 30) -> bool:
 def test_container_killed_mid_call(rayfine_runtime, rayfine_image):
     cli = engine_cli(rayfine_runtime)
     with rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime) as env:
-        killer = threading.Timer(1.0, subprocess.run, args=([cli, "kill", env.handle.id],), kwargs={"capture_output": True})
+        killer = threading.Timer(
+            1.0,
+            subprocess.run,
+            args=([cli, "kill", env.handle.id],),
+            kwargs={"capture_output": True},
+        )
         killer.start()
         started = time.monotonic()
         with pytest.raises(errors.ContainerDiedError) as info:
@@ -70,7 +77,9 @@ def test_container_killed_mid_call(rayfine_runtime, rayfine_image):
 
 
 def test_out_of_memory_is_reported(rayfine_runtime, rayfine_image):
-    with rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime, mem_limit="64m") as env:
+    with rf.load_env(
+        rayfine_image("kitchen-sink"), runtime=rayfine_runtime, mem_limit="64m"
+    ) as env:
         assert env.allocate(8) == 8  # fits
         with pytest.raises(errors.ContainerDiedError) as info:
             env.allocate(512)
@@ -80,7 +89,9 @@ def test_out_of_memory_is_reported(rayfine_runtime, rayfine_image):
 # -- the client dies --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name
+)
 def test_client_signalled_cleans_up_itself(rayfine_runtime, rayfine_image, sig):
     proc, info = start_client(rayfine_runtime, rayfine_image("kitchen-sink"))
     assert containers_of(rayfine_runtime, info["env_id"])
@@ -112,14 +123,16 @@ def reaper_socket_dir(env_id: str) -> Path:
 
 def test_reaper_spares_live_owners_and_detached_containers(rayfine_runtime, rayfine_image):
     image = rayfine_image("kitchen-sink")
-    with rf.load_env(image, runtime=rayfine_runtime) as mine, \
-            rf.load_env(image, runtime=rayfine_runtime, labels={labels.DETACHED: "1"}) as detached:
+    with (
+        rf.load_env(image, runtime=rayfine_runtime) as mine,
+        rf.load_env(image, runtime=rayfine_runtime, labels={labels.DETACHED: "1"}) as detached,
+    ):
         proc, info = start_client(rayfine_runtime, image)
         try:
             orphan_ids = {r.id for r in reaper.orphans(rf.get_runtime(rayfine_runtime))}
-            assert mine.handle.id not in orphan_ids          # owner (this process) alive
+            assert mine.handle.id not in orphan_ids  # owner (this process) alive
             live = containers_of(rayfine_runtime, info["env_id"])[0]
-            assert live.id not in orphan_ids                 # owner (the client) alive
+            assert live.id not in orphan_ids  # owner (the client) alive
             proc.kill()
             proc.wait(timeout=30)
             orphan_ids = {r.id for r in reaper.orphans(rf.get_runtime(rayfine_runtime))}
@@ -169,14 +182,19 @@ def start_engine(runtime: str) -> None:
     # (subprocess.run waits for the pipes to close).
     with tempfile.TemporaryDirectory() as cwd:
         script = str(REPO / "scripts" / "install-engines.sh")
-        subprocess.run(["bash", script, flag], check=True, timeout=300, cwd=cwd, capture_output=True)
+        subprocess.run(
+            ["bash", script, flag], check=True, timeout=300, cwd=cwd, capture_output=True
+        )
     deadline = time.monotonic() + 60
     while not engine_up(runtime) and time.monotonic() < deadline:
         time.sleep(0.5)
 
 
 def test_engine_stopped_and_started(rayfine_runtime, rayfine_image, monkeypatch):
-    if rayfine_runtime not in ("docker", "podman") or os.environ.get("RAYFINE_SKIP_ENGINE_RESTART") == "1":
+    if (
+        rayfine_runtime not in ("docker", "podman")
+        or os.environ.get("RAYFINE_SKIP_ENGINE_RESTART") == "1"
+    ):
         pytest.skip("restarting the engine is implemented for the docker and podman set-up scripts")
     if rayfine_runtime == "podman":  # pin the shared service: no fallback to a private one
         monkeypatch.setenv("RAYFINE_PODMAN_URL", SHARED_PODMAN)
@@ -197,7 +215,9 @@ def test_engine_stopped_and_started(rayfine_runtime, rayfine_image, monkeypatch)
     finally:
         start_engine(rayfine_runtime)
     assert engine_up(rayfine_runtime)
-    pids = subprocess.run(["pgrep", "-f", engine_pattern(rayfine_runtime)], capture_output=True, text=True).stdout.split()
+    pids = subprocess.run(
+        ["pgrep", "-f", engine_pattern(rayfine_runtime)], capture_output=True, text=True
+    ).stdout.split()
     assert pids and all(os.readlink(f"/proc/{pid}/cwd") == "/" for pid in pids)
     env.cleanup()
     assert containers_of(rayfine_runtime, env.id) == []

@@ -13,7 +13,9 @@ import pytest
 import rayfine_core as rf
 from rayfine_core import errors, labels
 
-pytest.importorskip("rayfine_podman", reason="pip install -e ./rayfine_podman (scripts/bootstrap.sh does)")
+pytest.importorskip(
+    "rayfine_podman", reason="pip install -e ./rayfine_podman (scripts/bootstrap.sh does)"
+)
 
 from rayfine_podman import service  # noqa: E402
 from rayfine_podman.references import matches  # noqa: E402
@@ -60,7 +62,9 @@ def test_image_references_resolve_as_docker_would(reference, tags, found):
 def test_a_configured_url_is_used_and_not_replaced(monkeypatch):
     monkeypatch.setenv("RAYFINE_PODMAN_URL", "unix:///nonexistent/podman.sock")
     runtime = PodmanRuntime()
-    with pytest.raises(errors.EngineUnavailableError, match="nonexistent/podman.sock.*RAYFINE_PODMAN_URL"):
+    with pytest.raises(
+        errors.EngineUnavailableError, match="nonexistent/podman.sock.*RAYFINE_PODMAN_URL"
+    ):
         runtime.version()
     runtime.close()
 
@@ -97,12 +101,18 @@ def test_a_private_service_is_started_and_stopped_with_the_runtime(no_known_serv
 
 @needs_podman
 def test_tcp_transport_with_limits_and_log_following(tmp_path, monkeypatch):
-    monkeypatch.setenv("RAYFINE_BASE_IMAGE", os.environ.get("RAYFINE_BASE_IMAGE", "rayfine/python:3.11-bookworm"))
-    (tmp_path / "env.py").write_text("print('env loaded', flush=True)\n\ndef ping():\n    return 'pong'\n")
+    monkeypatch.setenv(
+        "RAYFINE_BASE_IMAGE", os.environ.get("RAYFINE_BASE_IMAGE", "rayfine/python:3.11-bookworm")
+    )
+    (tmp_path / "env.py").write_text(
+        "print('env loaded', flush=True)\n\ndef ping():\n    return 'pong'\n"
+    )
     image = "rayfine-test-podman:latest"
     rf.build_image_from_env(tmp_path, image, quiet=True, runtime="podman")
     runtime = rf.get_runtime("podman")
-    with rf.load_env(image, runtime="podman", transport="tcp", mem_limit="256m", cpu_limit=0.5, pids_limit=64) as env:
+    with rf.load_env(
+        image, runtime="podman", transport="tcp", mem_limit="256m", cpu_limit=0.5, pids_limit=64
+    ) as env:
         assert env.ping() == "pong"
         assert env.handle.endpoint.port and env.handle.endpoint.unix_socket is None
         host = runtime.client.containers.get(env.handle.id).attrs["HostConfig"]

@@ -15,15 +15,16 @@ from rayfine_core import labels, plugins
 from rayfine_core.errors import UnknownRuntimeError
 
 pytest.importorskip(
-    "rayfine_example_runtime", reason="pip install -e examples/rayfine-example-runtime (scripts/bootstrap.sh does)"
+    "rayfine_example_runtime",
+    reason="pip install -e examples/rayfine-example-runtime (scripts/bootstrap.sh does)",
 )
 
-ENV_PY = '''
+ENV_PY = """
 import os
 
 def env(name: str):
     return os.environ.get(name)
-'''
+"""
 
 
 def test_example_runtime_is_listed_with_its_distribution():
@@ -34,7 +35,9 @@ def test_example_runtime_is_listed_with_its_distribution():
 
 
 def test_load_env_picks_the_example_runtime(tmp_path, monkeypatch):
-    monkeypatch.setenv("RAYFINE_BASE_IMAGE", os.environ.get("RAYFINE_BASE_IMAGE", "rayfine/python:3.11-bookworm"))
+    monkeypatch.setenv(
+        "RAYFINE_BASE_IMAGE", os.environ.get("RAYFINE_BASE_IMAGE", "rayfine/python:3.11-bookworm")
+    )
     (tmp_path / "env.py").write_text(ENV_PY)
     image = "rayfine-test-third-party:latest"
     rf.build_image_from_env(tmp_path, image, quiet=True, runtime="example")

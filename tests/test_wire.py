@@ -17,7 +17,7 @@ from rayfine_core.client import AsyncClient, Client
 from rayfine_core.types import Endpoint
 from rayfine_core.wire import ProtocolError, ResponseParser, encode_request, fixed_headers
 
-OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{\"result\":1}"
+OK = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{"result":1}'
 CHUNKED = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n"
 
 
@@ -42,7 +42,11 @@ def test_body_until_close_and_connection_close():
     parser = ResponseParser()
     assert not parser.feed(b"HTTP/1.1 200 OK\r\n\r\npart one, ")
     assert not parser.feed(b"part two")
-    assert parser.feed_eof() and parser.response.content == b"part one, part two" and not parser.keep_alive
+    assert (
+        parser.feed_eof()
+        and parser.response.content == b"part one, part two"
+        and not parser.keep_alive
+    )
     closing = ResponseParser()
     assert closing.feed(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
     assert not closing.keep_alive and closing.response.status_code == 204
@@ -50,9 +54,15 @@ def test_body_until_close_and_connection_close():
     assert old.feed(b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n") and not old.keep_alive
 
 
-@pytest.mark.parametrize("raw", [b"SSH-2.0-OpenSSH\r\n\r\n", b"HTTP/1.1 2x0 OK\r\n\r\n",
-                                 b"HTTP/1.1 200 OK\r\ncontent-length: ten\r\n\r\n",
-                                 b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"SSH-2.0-OpenSSH\r\n\r\n",
+        b"HTTP/1.1 2x0 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: ten\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
 def test_garbage_is_a_protocol_error(raw):
     with pytest.raises(ProtocolError):
         ResponseParser().feed(raw)
@@ -86,7 +96,14 @@ class Script(socketserver.StreamRequestHandler):
                 if not byte:
                     return
                 head += byte
-            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0)
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                ),
+                0,
+            )
             self.rfile.read(length)
             path = head.split(b" ")[1]
             if path == b"/drop":
@@ -95,11 +112,16 @@ class Script(socketserver.StreamRequestHandler):
                 time.sleep(1.0)
             body = json.dumps({"connections": self.server.connections}).encode()  # type: ignore[attr-defined]
             if path == b"/chunked":
-                self.wfile.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+                self.wfile.write(
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+                    % (len(body), body)
+                )
                 continue
             close = path == b"/close"
-            self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s"
-                             % (len(body), b"connection: close\r\n" if close else b"", body))
+            self.wfile.write(
+                b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s"
+                % (len(body), b"connection: close\r\n" if close else b"", body)
+            )
             if close:
                 return
 

@@ -38,14 +38,18 @@ class Actor:
         # offline, so it is merely kept (privately, never printed or returned).
         self._api_key = os.environ.get("CHUTES_API_KEY") or None
 
-    async def evaluate(self, task_type: str = "sat", num_samples: int = 1, seed: int = 0, **kwargs) -> dict:
+    async def evaluate(
+        self, task_type: str = "sat", num_samples: int = 1, seed: int = 0, **kwargs
+    ) -> dict:
         """Generate ``num_samples`` tasks of ``task_type`` from ``seed``, answer and score them.
 
         Knobs (optional kwargs): ``n_vars``, ``clause_ratio``, ``max_flips`` for sat;
         ``search_budget`` for abd. Other kwargs (e.g. a model name) are ignored offline.
         """
         if task_type not in _MAKERS:
-            raise ValueError(f"unknown task_type {task_type!r}; choose one of: {', '.join(_TASK_TYPES)}")
+            raise ValueError(
+                f"unknown task_type {task_type!r}; choose one of: {', '.join(_TASK_TYPES)}"
+            )
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
         started = time.perf_counter()
@@ -113,7 +117,10 @@ def _walksat(clauses: list, n_vars: int, rng: random.Random, max_flips: int) -> 
         if rng.random() < 0.4:
             var = abs(rng.choice(clause))
         else:
-            var = min((abs(lit) for lit in clause), key=lambda v: _unsat_after_flip(clauses, assignment, v))
+            var = min(
+                (abs(lit) for lit in clause),
+                key=lambda v: _unsat_after_flip(clauses, assignment, v),
+            )
         assignment[var] = not assignment[var]
     return assignment
 
@@ -136,7 +143,9 @@ def _score_sat(clauses: list, response: str) -> float:
     return 1.0 if all(_satisfied(c, assignment) for c in clauses) else 0.0
 
 
-def _make_sat(rng: random.Random, n_vars: int = 10, clause_ratio: float = 4.2, max_flips: int = 6, **_) -> dict:
+def _make_sat(
+    rng: random.Random, n_vars: int = 10, clause_ratio: float = 4.2, max_flips: int = 6, **_
+) -> dict:
     n_clauses = round(n_vars * clause_ratio)
     for _attempt in range(1000):  # near the 4.26 threshold about half are satisfiable
         clauses = [
@@ -147,8 +156,12 @@ def _make_sat(rng: random.Random, n_vars: int = 10, clause_ratio: float = 4.2, m
         if solution is not None:
             break
     else:
-        raise RuntimeError(f"no satisfiable formula with {n_vars} vars / {n_clauses} clauses in 1000 tries")
-    formula = " & ".join("(" + " | ".join(f"x{l}" if l > 0 else f"~x{-l}" for l in c) + ")" for c in clauses)
+        raise RuntimeError(
+            f"no satisfiable formula with {n_vars} vars / {n_clauses} clauses in 1000 tries"
+        )
+    formula = " & ".join(
+        "(" + " | ".join(f"x{l}" if l > 0 else f"~x{-l}" for l in c) + ")" for c in clauses
+    )
     prompt = (
         f"Find a truth assignment for x1..x{n_vars} that satisfies this 3-SAT formula:\n{formula}\n"
         f"Answer as: x1=0 x2=1 ... (1 for true, 0 for false)."
@@ -206,7 +219,9 @@ def _parse_int(response: str) -> int | None:
 def _score_abd(steps: list, output: int, input_range: int, response: str) -> float:
     """1.0 if the response is an in-range input that makes the program print ``output``."""
     x = _parse_int(response)
-    return 1.0 if x is not None and 0 <= x < input_range and _run_program(steps, x) == output else 0.0
+    return (
+        1.0 if x is not None and 0 <= x < input_range and _run_program(steps, x) == output else 0.0
+    )
 
 
 def _score_ded(expected: int, response: str) -> float:

@@ -85,8 +85,13 @@ def reset(request: ResetRequest) -> dict:
     catalogue = [_product(rng, i) for i in range(request.catalogue_size)]
     target = rng.choice(catalogue)
     budget = round(target.price * 1.1, 2)
-    goal = Goal(color=target.color, material=target.material, kind=target.kind, max_price=budget,
-                text=f"buy a {target.color} {target.material} {target.kind} under ${budget}")
+    goal = Goal(
+        color=target.color,
+        material=target.material,
+        kind=target.kind,
+        max_price=budget,
+        text=f"buy a {target.color} {target.material} {target.kind} under ${budget}",
+    )
     episode = Episode(id=uuid.uuid4().hex[:12], goal=goal, catalogue=catalogue)
     with _lock:
         _episodes[episode.id] = episode
@@ -98,7 +103,9 @@ def search(request: SearchRequest) -> dict:
     """Products whose title shares the most words with the query."""
     episode = _episode(request.episode_id)
     words = set(request.query.lower().split())
-    ranked = sorted(episode.catalogue, key=lambda p: (-len(words & set(p.title.lower().split())), p.price))
+    ranked = sorted(
+        episode.catalogue, key=lambda p: (-len(words & set(p.title.lower().split())), p.price)
+    )
     return {"results": [p.model_dump() for p in ranked[: request.limit]]}
 
 
@@ -135,12 +142,21 @@ def _episode(episode_id: str) -> Episode:
 def _product(rng: random.Random, i: int) -> Product:
     color, material, kind = rng.choice(COLORS), rng.choice(MATERIALS), rng.choice(KINDS)
     price = round(rng.uniform(8, 80), 2)
-    return Product(sku=f"SKU{i:04d}", title=f"{color} {material} {kind}", color=color,
-                   material=material, kind=kind, price=price)
+    return Product(
+        sku=f"SKU{i:04d}",
+        title=f"{color} {material} {kind}",
+        color=color,
+        material=material,
+        kind=kind,
+        price=price,
+    )
 
 
 def _score(product: Product, goal: Goal) -> float:
-    matches = [product.color == goal.color, product.material == goal.material, product.kind == goal.kind]
+    matches = [
+        product.color == goal.color,
+        product.material == goal.material,
+        product.kind == goal.kind,
+    ]
     score = sum(matches) / len(matches)
     return round(score if product.price <= goal.max_price else score * 0.5, 3)
-

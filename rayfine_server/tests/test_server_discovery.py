@@ -211,17 +211,20 @@ def test_env_with_nothing_to_call_is_healthy_with_zero_methods(make_client):
     assert "(none)" in error_of(call(client, "anything"))["message"]
 
 
-POSTPONED = '''
+POSTPONED = """
 from __future__ import annotations
 
 
 class Actor:
     def evaluate(self, task_type: str = "sat", limit: Optional[int] = None) -> dict[str, float]:
         return {}
-'''
+"""
 
 
 def test_postponed_annotations_are_shown_as_written(make_client):
     (method,) = make_client(POSTPONED).get("/methods").json()["methods"]
-    assert method["signature"] == "(task_type: str = 'sat', limit: Optional[int] = None) -> dict[str, float]"
+    assert (
+        method["signature"]
+        == "(task_type: str = 'sat', limit: Optional[int] = None) -> dict[str, float]"
+    )
     assert [p["annotation"] for p in method["params"]] == ["str", "Optional[int]"]

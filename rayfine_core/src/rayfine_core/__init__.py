@@ -1,9 +1,9 @@
 """Rayfine: run environments in isolated containers and call their methods over HTTP.
 
-    >>> import rayfine_core as rf
-    >>> rf.build_image_from_env("environments/affine", "affine:latest")
-    >>> with rf.load_env("affine:latest", env_vars={"CHUTES_API_KEY": "..."}) as env:
-    ...     env.evaluate(task_type="sat", num_samples=5)
+>>> import rayfine_core as rf
+>>> rf.build_image_from_env("environments/affine", "affine:latest")
+>>> with rf.load_env("affine:latest", env_vars={"CHUTES_API_KEY": "..."}) as env:
+...     env.evaluate(task_type="sat", num_samples=5)
 """
 
 from __future__ import annotations

@@ -61,10 +61,19 @@ def options_from(arguments: Mapping[str, Any]) -> EnvOptions:
     """Validated settings from :func:`load_env`'s parameters, by name (``aload_env`` shares them)."""
     a = arguments
     return EnvOptions(
-        image=a["image"], runtime=a["runtime"], mode=a["mode"], container_name=a["container_name"],
-        http_port=a["http_port"], env_vars=a["env_vars"], env_type=a["env_type"],
-        start_timeout=a["start_timeout"], limits=Limits(a["mem_limit"], a["cpu_limit"], a["pids_limit"]),
-        network=a["network"], cap_add=tuple(a["cap_add"]), transport=a["transport"], restart=a["restart"],
+        image=a["image"],
+        runtime=a["runtime"],
+        mode=a["mode"],
+        container_name=a["container_name"],
+        http_port=a["http_port"],
+        env_vars=a["env_vars"],
+        env_type=a["env_type"],
+        start_timeout=a["start_timeout"],
+        limits=Limits(a["mem_limit"], a["cpu_limit"], a["pids_limit"]),
+        network=a["network"],
+        cap_add=tuple(a["cap_add"]),
+        transport=a["transport"],
+        restart=a["restart"],
         labels=dict(a["labels"] or {}),
     )
 
@@ -85,7 +94,9 @@ def get_environment(env_id: str) -> Environment:
     """The active environment with this id (raises UnknownEnvironmentError)."""
     env = registry.get(env_id)
     if not isinstance(env, Environment):
-        raise errors.UnknownEnvironmentError(f"{env_id!r} is an async environment; use aget_environment().")
+        raise errors.UnknownEnvironmentError(
+            f"{env_id!r} is an async environment; use aget_environment()."
+        )
     return env
 
 

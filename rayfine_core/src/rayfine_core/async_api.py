@@ -112,7 +112,9 @@ async def aload_envs(image: str, n: int, **kwargs: Any) -> list[AsyncEnvironment
     if not isinstance(n, int) or n < 0:
         raise errors.ValidationError(f"n must be a non-negative int, got {n!r}.")
     if kwargs.get("container_name") and n > 1:
-        raise errors.ValidationError("container_name names one container; leave it unset to start several.")
+        raise errors.ValidationError(
+            "container_name names one container; leave it unset to start several."
+        )
     loading = [aload_env(image, **kwargs) for _ in range(n)]
     tasks = [asyncio.ensure_future(each) for each in loading]
     try:
@@ -135,7 +137,9 @@ async def aget_environment(env_id: str) -> AsyncEnvironment:
     """The active async environment with this id (raises UnknownEnvironmentError)."""
     env = registry.get(env_id)
     if not isinstance(env, AsyncEnvironment):
-        raise errors.UnknownEnvironmentError(f"{env_id!r} is a blocking environment; use get_environment().")
+        raise errors.UnknownEnvironmentError(
+            f"{env_id!r} is a blocking environment; use get_environment()."
+        )
     return env
 
 
@@ -144,7 +148,11 @@ async def acleanup_all_environments() -> int:
 
     async def stop(env: Any) -> bool:
         try:
-            await (env.cleanup() if isinstance(env, AsyncEnvironment) else steps.in_thread(env.stop_container, "cleanup"))
+            await (
+                env.cleanup()
+                if isinstance(env, AsyncEnvironment)
+                else steps.in_thread(env.stop_container, "cleanup")
+            )
         except Exception as exc:  # keep going: one failure must not leak the rest
             log.warning("rayfine: could not clean up %s: %s", env.id, exc)
             return False
@@ -159,7 +167,9 @@ def max_concurrent_starts() -> int:
     if not raw:
         return DEFAULT_MAX_STARTS
     if not raw.isdigit() or int(raw) < 1:
-        raise errors.ValidationError(f"{MAX_STARTS_VARIABLE} must be a whole number >= 1, got {raw!r}.")
+        raise errors.ValidationError(
+            f"{MAX_STARTS_VARIABLE} must be a whole number >= 1, got {raw!r}."
+        )
     return int(raw)
 
 

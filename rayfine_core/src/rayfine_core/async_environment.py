@@ -36,7 +36,13 @@ class AsyncEnvironment(BaseEnvironment):
     def __getattr__(self, name: str) -> Callable[..., Any]:
         return self._remote_method(name)
 
-    async def call_method(self, method: str, args: Sequence[Any] = (), kwargs: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = None) -> Any:
+    async def call_method(
+        self,
+        method: str,
+        args: Sequence[Any] = (),
+        kwargs: Optional[Mapping[str, Any]] = None,
+        timeout: Optional[float] = None,
+    ) -> Any:
         """Call ``method`` with ``args``/``kwargs``; every name in kwargs is forwarded."""
         return await steps.arun(flows.call(self, method, args, kwargs or {}, timeout), self)
 

@@ -57,7 +57,9 @@ class DetachedRecord:
 
     def matches(self, name_or_id: str) -> bool:
         """True for the container name, the env id, or a prefix of the container id."""
-        return name_or_id in (self.name, self.env_id) or (len(name_or_id) >= 4 and self.container_id.startswith(name_or_id))
+        return name_or_id in (self.name, self.env_id) or (
+            len(name_or_id) >= 4 and self.container_id.startswith(name_or_id)
+        )
 
 
 def state_dir() -> Path:
@@ -71,11 +73,23 @@ def write_state(env: "BaseEnvironment") -> Path:
     launch = env._launch
     handle = env.handle
     data = {
-        "format": _FORMAT, "name": env.name, "container_id": handle.id, "env_id": env.id, "image": env.image,
-        "runtime": env.runtime_name, "env_type": env.env_type.value,
-        "endpoint": {"host": handle.endpoint.host, "port": handle.endpoint.port, "unix_socket": handle.endpoint.unix_socket},
-        "token": launch.token, "socket_dir": str(launch.request.socket_dir) if launch.request.socket_dir else None,
-        "detached_at": time.time(), "host": socket.gethostname(), "pid": os.getpid(),
+        "format": _FORMAT,
+        "name": env.name,
+        "container_id": handle.id,
+        "env_id": env.id,
+        "image": env.image,
+        "runtime": env.runtime_name,
+        "env_type": env.env_type.value,
+        "endpoint": {
+            "host": handle.endpoint.host,
+            "port": handle.endpoint.port,
+            "unix_socket": handle.endpoint.unix_socket,
+        },
+        "token": launch.token,
+        "socket_dir": str(launch.request.socket_dir) if launch.request.socket_dir else None,
+        "detached_at": time.time(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
     }
     directory = _private_dir()
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)  # mkstemp creates it 0600
@@ -115,10 +129,20 @@ def _read(path: Path) -> Optional[DetachedRecord]:
         data: dict[str, Any] = json.loads(path.read_text())
         endpoint = data["endpoint"]
         return DetachedRecord(
-            path=path, name=data["name"], container_id=data["container_id"], env_id=data["env_id"],
-            image=data["image"], runtime=data["runtime"], env_type=EnvType(data["env_type"]),
-            endpoint=Endpoint(host=endpoint.get("host") or "127.0.0.1", port=endpoint.get("port"), unix_socket=endpoint.get("unix_socket")),
-            token=data.get("token"), socket_dir=Path(data["socket_dir"]) if data.get("socket_dir") else None,
+            path=path,
+            name=data["name"],
+            container_id=data["container_id"],
+            env_id=data["env_id"],
+            image=data["image"],
+            runtime=data["runtime"],
+            env_type=EnvType(data["env_type"]),
+            endpoint=Endpoint(
+                host=endpoint.get("host") or "127.0.0.1",
+                port=endpoint.get("port"),
+                unix_socket=endpoint.get("unix_socket"),
+            ),
+            token=data.get("token"),
+            socket_dir=Path(data["socket_dir"]) if data.get("socket_dir") else None,
             detached_at=float(data.get("detached_at") or 0),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -134,7 +158,9 @@ def find_detached(name_or_id: str, runtime: Optional[str] = None) -> DetachedRec
         return found[0]
     if found:
         names = ", ".join(r.name for r in found)
-        raise errors.ValidationError(f"{name_or_id!r} matches several detached environments ({names}); use a name.")
+        raise errors.ValidationError(
+            f"{name_or_id!r} matches several detached environments ({names}); use a name."
+        )
     known = ", ".join(r.name for r in records) or "none"
     raise errors.UnknownEnvironmentError(
         f"No detached environment {name_or_id!r} (detached: {known}). Start one with `rayfine run IMAGE --name NAME`."
@@ -175,12 +201,21 @@ def attach(name_or_id: str, runtime: Optional[str] = None) -> "Environment":
         raise errors.ContainerDiedError(
             f"The container of detached environment {record.name!r} is not running (status {state.status});"
             f" `rayfine logs {record.name}` shows why, `rayfine stop {record.name}` removes it",
-            state.exit_code, state.oom_killed, rt.logs(record.container_id, lifecycle.LOG_TAIL),
+            state.exit_code,
+            state.oom_killed,
+            rt.logs(record.container_id, lifecycle.LOG_TAIL),
         )
-    options = EnvOptions(image=record.image, runtime=record.runtime, container_name=record.name, env_type=record.env_type)
+    options = EnvOptions(
+        image=record.image,
+        runtime=record.runtime,
+        container_name=record.name,
+        env_type=record.env_type,
+    )
     request = StartRequest(image=record.image, name=record.name, socket_dir=record.socket_dir)
     launch = lifecycle.Launch(record.env_id, rt, request, record.env_type, record.token)
-    launch.handle = ContainerHandle(record.container_id, record.name, record.endpoint, record.runtime)
+    launch.handle = ContainerHandle(
+        record.container_id, record.name, record.endpoint, record.runtime
+    )
     env = Environment(options, launch)
     env._state_file = record.path
     try:

@@ -29,7 +29,9 @@ from .wheelhouse import ensure_wheels
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 OFFLINE_WHEELS_DIR = ".rayfine"
-_IGNORED = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", ".venv", ".mypy_cache", ".pytest_cache")
+_IGNORED = shutil.ignore_patterns(
+    ".git", "__pycache__", "*.pyc", ".venv", ".mypy_cache", ".pytest_cache"
+)
 _TAG_RE = re.compile(
     r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
     r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,100})?$"
@@ -48,7 +50,9 @@ def split_tag(image_tag: str) -> tuple[str, str]:
             f"Invalid image tag {image_tag!r}: use lowercase `name` or `name:tag`"
             " (letters, digits, '.', '_', '-'), e.g. 'affine:latest'."
         )
-    repo, _, tag = image_tag.rpartition(":") if ":" in image_tag.split("/")[-1] else (image_tag, "", "latest")
+    repo, _, tag = (
+        image_tag.rpartition(":") if ":" in image_tag.split("/")[-1] else (image_tag, "", "latest")
+    )
     return repo, tag
 
 
@@ -102,19 +106,29 @@ def _check_buildargs(buildargs: Optional[Mapping[str, str]]) -> dict[str, str]:
     return out
 
 
-def _build_http(rt: Runtime, info: EnvInfo, image: str, args: dict[str, str], digest: str, nocache: bool, emit) -> str:
+def _build_http(
+    rt: Runtime, info: EnvInfo, image: str, args: dict[str, str], digest: str, nocache: bool, emit
+) -> str:
     if info.dockerfile is None:
         raise ValidationError(
             f"HTTP-based environment {str(info.path)!r} needs a Dockerfile whose CMD runs the app"
-            " (e.g. CMD [\"uvicorn\", \"env:app\", \"--host\", \"0.0.0.0\", \"--port\", \"8000\"])."
+            ' (e.g. CMD ["uvicorn", "env:app", "--host", "0.0.0.0", "--port", "8000"]).'
         )
-    extra = {labels.OWNER: labels.OWNER_VALUE, labels.ENV_TYPE: EnvType.HTTP_BASED.value, labels.CONTENT_HASH: digest}
+    extra = {
+        labels.OWNER: labels.OWNER_VALUE,
+        labels.ENV_TYPE: EnvType.HTTP_BASED.value,
+        labels.CONTENT_HASH: digest,
+    }
     if OFFLINE_WHEELS_DIR not in info.dockerfile.read_text(errors="replace"):
-        return _run_build(rt, BuildRequest(info.path, "Dockerfile", image, args, extra, nocache, emit))
+        return _run_build(
+            rt, BuildRequest(info.path, "Dockerfile", image, args, extra, nocache, emit)
+        )
     with tempfile.TemporaryDirectory(prefix="rayfine-build-") as tmp:
         context = _stage_env_dir(info.path, Path(tmp) / "context")
         _stage_offline_wheels(context / OFFLINE_WHEELS_DIR, emit)
-        return _run_build(rt, BuildRequest(context, "Dockerfile", image, args, extra, nocache, emit))
+        return _run_build(
+            rt, BuildRequest(context, "Dockerfile", image, args, extra, nocache, emit)
+        )
 
 
 def _stage_offline_wheels(dest: Path, emit) -> None:
@@ -123,11 +137,17 @@ def _stage_offline_wheels(dest: Path, emit) -> None:
     A Dockerfile that mentions ``.rayfine/`` gets them, so an http-based app can
     install its server offline: ``RUN python3 .rayfine/install_wheels.py .rayfine/wheels /opt/site``.
     """
-    shutil.copytree(ensure_wheels(emit), dest / "wheels", ignore=shutil.ignore_patterns(".complete"))
-    (dest / "install_wheels.py").write_bytes(resources.files("rayfine_core.image").joinpath("install_wheels.py").read_bytes())
+    shutil.copytree(
+        ensure_wheels(emit), dest / "wheels", ignore=shutil.ignore_patterns(".complete")
+    )
+    (dest / "install_wheels.py").write_bytes(
+        resources.files("rayfine_core.image").joinpath("install_wheels.py").read_bytes()
+    )
 
 
-def _build_function(rt: Runtime, info: EnvInfo, final: str, args: dict[str, str], digest: str, nocache: bool, emit) -> str:
+def _build_function(
+    rt: Runtime, info: EnvInfo, final: str, args: dict[str, str], digest: str, nocache: bool, emit
+) -> str:
     base = f"{final}-base"
     with tempfile.TemporaryDirectory(prefix="rayfine-build-") as tmp:
         if info.dockerfile is not None:
@@ -138,7 +158,9 @@ def _build_function(rt: Runtime, info: EnvInfo, final: str, args: dict[str, str]
             stage_one = BuildRequest(context, ".rayfine.Dockerfile", base, args, {}, nocache, emit)
         _run_build(rt, stage_one)
         server_context = _stage_server_layer(info, base, Path(tmp) / "server", digest, emit)
-        return _run_build(rt, BuildRequest(server_context, "Dockerfile", final, {}, {}, nocache, emit))
+        return _run_build(
+            rt, BuildRequest(server_context, "Dockerfile", final, {}, {}, nocache, emit)
+        )
 
 
 def _run_build(rt: Runtime, request: BuildRequest) -> str:
@@ -156,7 +178,9 @@ def _existing_hash(rt: Runtime, image: str) -> Optional[str]:
 def _content_hash(info: EnvInfo, kind: EnvType, args: Mapping[str, str]) -> str:
     """Hash everything the final image depends on that Rayfine can see."""
     h = hashlib.sha256(kind.value.encode())
-    for path in sorted(p for p in info.path.rglob("*") if p.is_file() and not _ignored(p, info.path)):
+    for path in sorted(
+        p for p in info.path.rglob("*") if p.is_file() and not _ignored(p, info.path)
+    ):
         h.update(str(path.relative_to(info.path)).encode() + b"\0" + path.read_bytes() + b"\0")
     if kind is EnvType.FUNCTION_BASED:  # the injected server is part of the image
         server = server_package_dir()
@@ -200,8 +224,14 @@ def _default_dockerfile(context: Path) -> str:
 def _stage_server_layer(info: EnvInfo, base: str, context: Path, digest: str, emit) -> Path:
     context.mkdir(parents=True)
     _stage_offline_wheels(context, emit)
-    shutil.copytree(server_package_dir(), context / "rayfine_server", ignore=shutil.ignore_patterns("__pycache__", "tests"))
-    (context / "rayfine_start.py").write_bytes(resources.files("rayfine_core.image").joinpath("rayfine_start.py").read_bytes())
+    shutil.copytree(
+        server_package_dir(),
+        context / "rayfine_server",
+        ignore=shutil.ignore_patterns("__pycache__", "tests"),
+    )
+    (context / "rayfine_start.py").write_bytes(
+        resources.files("rayfine_core.image").joinpath("rayfine_start.py").read_bytes()
+    )
     shutil.copy2(info.path / "env.py", context / "env.py")
     (context / "Dockerfile").write_text(_server_dockerfile(base, digest))
     return context

@@ -37,13 +37,17 @@ def _read_timeout(timeout: Optional[float]) -> Optional[float]:
 def _transport_error(exc: BaseException, what: str, endpoint: Endpoint) -> errors.RayfineError:
     if isinstance(exc, (TimeoutError, socket.timeout, asyncio.TimeoutError)):
         return errors.CallTimeout(f"{what} got no answer in time from {endpoint}")
-    return errors.TransportError(f"{what} failed talking to {endpoint}: {type(exc).__name__}: {exc}")
+    return errors.TransportError(
+        f"{what} failed talking to {endpoint}: {type(exc).__name__}: {exc}"
+    )
 
 
 class _Base:
     def __init__(self, endpoint: Endpoint, token: Optional[str]) -> None:
         self.endpoint = endpoint
-        self._headers = fixed_headers("rayfine" if endpoint.unix_socket else f"{endpoint.host}:{endpoint.port}", token)
+        self._headers = fixed_headers(
+            "rayfine" if endpoint.unix_socket else f"{endpoint.host}:{endpoint.port}", token
+        )
 
     def _encode(self, verb: str, path: str, body: Optional[bytes]) -> bytes:
         return encode_request(verb, path, self._headers, body)
@@ -63,11 +67,15 @@ class Client(_Base):
     def post(self, path: str, body: bytes, timeout: Optional[float]) -> Response:
         return self.request("POST", path, body, _read_timeout(timeout))
 
-    def call(self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: Optional[float]) -> Any:
+    def call(
+        self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: Optional[float]
+    ) -> Any:
         response = self.post("/call", encode_call(method, args, kwargs, timeout), timeout)
         return decode_result(response.status_code, response.content, method)
 
-    def request(self, verb: str, path: str, body: Optional[bytes], timeout: Optional[float]) -> Response:
+    def request(
+        self, verb: str, path: str, body: Optional[bytes], timeout: Optional[float]
+    ) -> Response:
         """Send one request and read its response; ``timeout`` bounds the wait for it."""
         parser = ResponseParser()
         sock: Optional[socket.socket] = None
@@ -105,7 +113,9 @@ class Client(_Base):
                 sock.close()
                 raise
             return sock
-        sock = socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=CONNECT_TIMEOUT)
+        sock = socket.create_connection(
+            (self.endpoint.host, self.endpoint.port), timeout=CONNECT_TIMEOUT
+        )
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
@@ -146,11 +156,15 @@ class AsyncClient(_Base):
     async def post(self, path: str, body: bytes, timeout: Optional[float]) -> Response:
         return await self.request("POST", path, body, _read_timeout(timeout))
 
-    async def call(self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: Optional[float]) -> Any:
+    async def call(
+        self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: Optional[float]
+    ) -> Any:
         response = await self.post("/call", encode_call(method, args, kwargs, timeout), timeout)
         return decode_result(response.status_code, response.content, method)
 
-    async def request(self, verb: str, path: str, body: Optional[bytes], timeout: Optional[float]) -> Response:
+    async def request(
+        self, verb: str, path: str, body: Optional[bytes], timeout: Optional[float]
+    ) -> Response:
         """Send one request and await its response; ``timeout`` bounds the wait for it."""
         async with self._slots:
             connection: Optional[_Connection] = None
@@ -206,7 +220,9 @@ async def _connect_unix(path: str, timeout: float) -> socket.socket:
         except BlockingIOError:
             sock.close()
             if time.monotonic() + delay > deadline:
-                raise TimeoutError(f"the server's accept backlog stayed full for {timeout:g}s") from None
+                raise TimeoutError(
+                    f"the server's accept backlog stayed full for {timeout:g}s"
+                ) from None
         except BaseException:
             sock.close()
             raise
@@ -228,7 +244,11 @@ class _Connection(asyncio.Protocol):
     def reusable(self) -> bool:
         """Open, idle, and the last response left it fit for another request."""
         parser = self._parser
-        return self._open and self._waiter is None and (parser is None or (parser.complete and parser.keep_alive))
+        return (
+            self._open
+            and self._waiter is None
+            and (parser is None or (parser.complete and parser.keep_alive))
+        )
 
     async def exchange(self, request: bytes, timeout: Optional[float]) -> Response:
         assert self._transport is not None

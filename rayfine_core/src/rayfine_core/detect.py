@@ -35,7 +35,9 @@ def inspect_env_dir(env_path: "str | os.PathLike[str]") -> EnvInfo:
     """Parse ``env_path/env.py`` (and its Dockerfile) and classify it."""
     path = Path(env_path).expanduser()
     if not path.is_dir():
-        raise EnvDefinitionError(f"Environment directory {str(path)!r} does not exist (or is not a directory).")
+        raise EnvDefinitionError(
+            f"Environment directory {str(path)!r} does not exist (or is not a directory)."
+        )
     env_file = path / "env.py"
     if not env_file.is_file():
         raise EnvDefinitionError(
@@ -46,7 +48,9 @@ def inspect_env_dir(env_path: "str | os.PathLike[str]") -> EnvInfo:
     has_actor, functions, app_name = _scan_module(tree)
     dockerfile = path / "Dockerfile"
     dockerfile_path = dockerfile if dockerfile.is_file() else None
-    cmd_runs_uvicorn = dockerfile_path is not None and _cmd_runs_uvicorn(dockerfile_path.read_text(errors="replace"))
+    cmd_runs_uvicorn = dockerfile_path is not None and _cmd_runs_uvicorn(
+        dockerfile_path.read_text(errors="replace")
+    )
     if app_name or cmd_runs_uvicorn:
         env_type = EnvType.HTTP_BASED
     elif has_actor or functions:
@@ -65,7 +69,9 @@ def _parse(env_file: Path) -> ast.Module:
         return ast.parse(source, filename=str(env_file))
     except SyntaxError as exc:
         where = f"{env_file}:{exc.lineno}:{exc.offset or 0}"
-        raise EnvDefinitionError(f"env.py does not parse ({where}): {exc.msg}. Fix the syntax and build again.") from exc
+        raise EnvDefinitionError(
+            f"env.py does not parse ({where}): {exc.msg}. Fix the syntax and build again."
+        ) from exc
     except ValueError as exc:  # e.g. null bytes
         raise EnvDefinitionError(f"env.py cannot be parsed: {exc}") from exc
 
@@ -77,7 +83,9 @@ def _scan_module(tree: ast.Module) -> tuple[bool, list[str], Optional[str]]:
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == "Actor":
             has_actor = True
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith(
+            "_"
+        ):
             functions.append(node.name)
         elif isinstance(node, (ast.Assign, ast.AnnAssign)) and _is_app_factory_call(node.value):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]

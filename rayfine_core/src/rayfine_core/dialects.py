@@ -22,7 +22,14 @@ class FunctionDialect:
     def parse_methods(self, data: Any) -> dict[str, MethodInfo]:
         return {m["name"]: MethodInfo.from_json(m) for m in data.get("methods", [])}
 
-    def request(self, info: Optional[MethodInfo], method: str, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: Optional[float]) -> tuple[str, bytes]:
+    def request(
+        self,
+        info: Optional[MethodInfo],
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        timeout: Optional[float],
+    ) -> tuple[str, bytes]:
         return "/call", encode_call(method, args, kwargs, timeout)
 
     def decode(self, status: int, content: bytes, method: str) -> Any:
@@ -41,22 +48,36 @@ class HttpDialect:
             if post and name:
                 params = _body_params(post, data)
                 found[name] = MethodInfo(
-                    name=name, signature=_signature_text(params), doc=post.get("description") or post.get("summary"),
-                    kind="route", params=params, path=path,
+                    name=name,
+                    signature=_signature_text(params),
+                    doc=post.get("description") or post.get("summary"),
+                    kind="route",
+                    params=params,
+                    path=path,
                 )
         return found
 
-    def request(self, info: Optional[MethodInfo], method: str, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: Optional[float]) -> tuple[str, bytes]:
+    def request(
+        self,
+        info: Optional[MethodInfo],
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        timeout: Optional[float],
+    ) -> tuple[str, bytes]:
         if args:
             raise errors.InvalidArgumentsError(
-                "TypeError", "HTTP-based environments take keyword arguments only (they become the JSON body)",
+                "TypeError",
+                "HTTP-based environments take keyword arguments only (they become the JSON body)",
                 method=method,
             )
         path = info.path if info and info.path else f"/{method}"
         try:
             return path, json.dumps(dict(kwargs)).encode()
         except (TypeError, ValueError) as exc:
-            raise errors.InvalidArgumentsError("TypeError", f"arguments must be JSON-serialisable: {exc}", method=method) from None
+            raise errors.InvalidArgumentsError(
+                "TypeError", f"arguments must be JSON-serialisable: {exc}", method=method
+            ) from None
 
     def decode(self, status: int, content: bytes, method: str) -> Any:
         try:
@@ -67,7 +88,9 @@ class HttpDialect:
             return payload
         detail = payload.get("detail", payload) if isinstance(payload, dict) else payload
         if status == 404 and detail == "Not Found":  # the framework's answer for an unknown route
-            raise errors.MethodNotFoundError("HTTP 404", f"the app has no route for {method}()", method=method)
+            raise errors.MethodNotFoundError(
+                "HTTP 404", f"the app has no route for {method}()", method=method
+            )
         if status == 422:
             raise errors.InvalidArgumentsError("HTTP 422", json.dumps(detail), method=method)
         raise errors.RemoteHTTPError(status, detail, method=method)
@@ -87,18 +110,28 @@ def route_method_name(path: str) -> Optional[str]:
 
 def _body_params(operation: Mapping[str, Any], document: Mapping[str, Any]) -> tuple[Param, ...]:
     """Keyword parameters from a JSON request body schema (one ``$ref`` level resolved)."""
-    content = ((operation.get("requestBody") or {}).get("content") or {}).get("application/json") or {}
+    content = ((operation.get("requestBody") or {}).get("content") or {}).get(
+        "application/json"
+    ) or {}
     schema = _resolve(content.get("schema") or {}, document)
     if schema.get("type") not in (None, "object") or not isinstance(schema.get("properties"), dict):
         return (Param("body", "VAR_KEYWORD", False),) if content else ()
     required = set(schema.get("required") or ())
     params = [
-        Param(name, "KEYWORD_ONLY", name in required, prop.get("default"), _type_name(_resolve(prop, document)))
+        Param(
+            name,
+            "KEYWORD_ONLY",
+            name in required,
+            prop.get("default"),
+            _type_name(_resolve(prop, document)),
+        )
         for name, prop in schema["properties"].items()
         if name.isidentifier()
     ]
     if schema.get("additionalProperties", True) is not False:
-        params.append(Param("extra", "VAR_KEYWORD", False))  # the server decides about unknown fields
+        params.append(
+            Param("extra", "VAR_KEYWORD", False)
+        )  # the server decides about unknown fields
     return tuple(params)
 
 

@@ -59,20 +59,29 @@ class LazyClient(Generic[C]):
 def container_state(state: Mapping[str, Any]) -> ContainerState:
     """A :class:`ContainerState` from an inspect result's ``State``."""
     return ContainerState(
-        running=bool(state.get("Running")), exit_code=state.get("ExitCode"),
-        oom_killed=bool(state.get("OOMKilled")), status=state.get("Status", ""),
+        running=bool(state.get("Running")),
+        exit_code=state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
+        status=state.get("Status", ""),
     )
 
 
-def container_record(entry: Mapping[str, Any], runtime: str, created: Optional[float] = None) -> ContainerRecord:
+def container_record(
+    entry: Mapping[str, Any], runtime: str, created: Optional[float] = None
+) -> ContainerRecord:
     """A :class:`ContainerRecord` from one entry of a container listing.
 
     :param created: when the container was created (seconds since the epoch);
         engines disagree on the format of ``Created``, so the caller converts it.
     """
     return ContainerRecord(
-        id=entry["Id"], name=(entry.get("Names") or ["?"])[0].lstrip("/"), image=entry.get("Image", ""),
-        status=entry.get("State", ""), labels=entry.get("Labels") or {}, runtime=runtime, created=created,
+        id=entry["Id"],
+        name=(entry.get("Names") or ["?"])[0].lstrip("/"),
+        image=entry.get("Image", ""),
+        status=entry.get("State", ""),
+        labels=entry.get("Labels") or {},
+        runtime=runtime,
+        created=created,
     )
 
 
@@ -93,7 +102,9 @@ def limit_options(limits: Limits) -> dict[str, Any]:
     return options
 
 
-def published_port(runtime: "Runtime", container_id: str, attrs: Mapping[str, Any], request: StartRequest) -> int:
+def published_port(
+    runtime: "Runtime", container_id: str, attrs: Mapping[str, Any], request: StartRequest
+) -> int:
     """The host port ``request.container_port`` is published on, from the container's inspect data.
 
     A container that exited at once has no published port: it is removed and
@@ -105,4 +116,6 @@ def published_port(runtime: "Runtime", container_id: str, attrs: Mapping[str, An
         return int(bindings[0]["HostPort"])
     output = runtime.logs(container_id)
     runtime.stop(container_id, timeout=0)
-    raise errors.StartError(f"Container {request.name!r} exited before its port was published", output)
+    raise errors.StartError(
+        f"Container {request.name!r} exited before its port was published", output
+    )

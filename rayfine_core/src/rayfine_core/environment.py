@@ -94,15 +94,23 @@ class BaseEnvironment:
         remote_method.__doc__ = info.doc if info else None
         return remote_method
 
-    def _prepare_call(self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: Optional[float]) -> tuple[str, bytes]:
+    def _prepare_call(
+        self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: Optional[float]
+    ) -> tuple[str, bytes]:
         if self._closed:
-            raise errors.EnvironmentClosedError(f"Environment {self.id} was cleaned up; load it again to call {method}().")
+            raise errors.EnvironmentClosedError(
+                f"Environment {self.id} was cleaned up; load it again to call {method}()."
+            )
         if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
-            raise errors.ValidationError(f"timeout must be a positive number of seconds, got {timeout!r}.")
+            raise errors.ValidationError(
+                f"timeout must be a positive number of seconds, got {timeout!r}."
+            )
         info = self._methods.get(method)
         if self._methods and info is None and self.env_type is EnvType.FUNCTION_BASED:
             raise errors.MethodNotFoundError(
-                "AttributeError", f"no method {method!r}; available: {', '.join(sorted(self._methods))}", method=method
+                "AttributeError",
+                f"no method {method!r}; available: {', '.join(sorted(self._methods))}",
+                method=method,
             )
         if info is not None:
             check_arguments(info, self._signatures.get(method), args, kwargs)
@@ -115,7 +123,12 @@ class BaseEnvironment:
     def _report_call(self, method: str, started: float, error: Optional[BaseException]) -> None:
         hook = get_plugin_manager().hook.rayfine_call
         if hook.get_hookimpls():
-            hook(handle=self.handle, method=method, elapsed=time.perf_counter() - started, error=error)
+            hook(
+                handle=self.handle,
+                method=method,
+                elapsed=time.perf_counter() - started,
+                error=error,
+            )
 
     # -- lifecycle ------------------------------------------------------------------
     def stop_container(self, reason: str = "cleanup") -> None:
@@ -148,7 +161,9 @@ class BaseEnvironment:
         from .attach import write_state
 
         if self._closed:
-            raise errors.EnvironmentClosedError(f"Environment {self.id} was cleaned up; there is nothing to detach.")
+            raise errors.EnvironmentClosedError(
+                f"Environment {self.id} was cleaned up; there is nothing to detach."
+            )
         self._state_file = write_state(self)
         registry.discard(self.id)
 
@@ -170,7 +185,13 @@ class Environment(BaseEnvironment):
     def __getattr__(self, name: str) -> Callable[..., Any]:
         return self._remote_method(name)
 
-    def call_method(self, method: str, args: Sequence[Any] = (), kwargs: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = None) -> Any:
+    def call_method(
+        self,
+        method: str,
+        args: Sequence[Any] = (),
+        kwargs: Optional[Mapping[str, Any]] = None,
+        timeout: Optional[float] = None,
+    ) -> Any:
         """Call ``method`` with ``args``/``kwargs``; every name in kwargs is forwarded."""
         return steps.run(flows.call(self, method, args, kwargs or {}, timeout), self)
 

@@ -82,7 +82,9 @@ class StartError(RuntimeFailure):
     def __init__(self, message: str, logs: str = "", exit_code: Optional[int] = None) -> None:
         self.logs = logs
         self.exit_code = exit_code
-        super().__init__(message + (f"\n--- container log (last lines) ---\n{logs}" if logs else ""))
+        super().__init__(
+            message + (f"\n--- container log (last lines) ---\n{logs}" if logs else "")
+        )
 
 
 class EnvLoadError(StartError):
@@ -97,7 +99,9 @@ class ContainerDiedError(RuntimeFailure):
         self.oom_killed = oom_killed
         self.logs = logs
         detail = f" (exit code {exit_code}{', killed: out of memory' if oom_killed else ''})"
-        super().__init__(message + detail + (f"\n--- container log (last lines) ---\n{logs}" if logs else ""))
+        super().__init__(
+            message + detail + (f"\n--- container log (last lines) ---\n{logs}" if logs else "")
+        )
 
 
 # --- time --------------------------------------------------------------------
@@ -132,7 +136,9 @@ class EnvironmentClosedError(RayfineError):
 class RemoteError(RayfineError):
     """The environment reported an error; carries the remote type, message and traceback."""
 
-    def __init__(self, remote_type: str, message: str, traceback: Optional[str] = None, *, method: str = "") -> None:
+    def __init__(
+        self, remote_type: str, message: str, traceback: Optional[str] = None, *, method: str = ""
+    ) -> None:
         self.remote_type = remote_type
         self.remote_message = message
         self.remote_traceback = traceback
@@ -154,7 +160,11 @@ class RemoteHTTPError(RemoteException):
     def __init__(self, status_code: int, detail: object, *, method: str = "") -> None:
         self.status_code = status_code
         self.detail = detail
-        super().__init__(f"HTTP {status_code}", detail if isinstance(detail, str) else repr(detail), method=method)
+        super().__init__(
+            f"HTTP {status_code}",
+            detail if isinstance(detail, str) else repr(detail),
+            method=method,
+        )
 
 
 class ActorInitError(RemoteError):

@@ -95,7 +95,13 @@ def list_methods(env: "BaseEnvironment") -> Flow[list[MethodInfo]]:
     return list(env._methods.values())
 
 
-def call(env: "BaseEnvironment", method: str, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: Optional[float]) -> Flow[Any]:
+def call(
+    env: "BaseEnvironment",
+    method: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    timeout: Optional[float],
+) -> Flow[Any]:
     """Call ``method`` remotely; a dropped connection becomes ContainerDiedError if the container is gone."""
     path, body = env._prepare_call(method, args, kwargs, timeout)
     started = time.perf_counter()
@@ -114,7 +120,9 @@ def call(env: "BaseEnvironment", method: str, args: Sequence[Any], kwargs: Mappi
     return result
 
 
-def died_error(env: "BaseEnvironment", method: str, cause: BaseException, grace: float = 3.0) -> Flow[BaseException]:
+def died_error(
+    env: "BaseEnvironment", method: str, cause: BaseException, grace: float = 3.0
+) -> Flow[BaseException]:
     """After a transport failure: a ContainerDiedError if the container is gone, else ``cause``.
 
     The connection drops a moment before the engine marks the container
@@ -135,7 +143,9 @@ def died_error(env: "BaseEnvironment", method: str, cause: BaseException, grace:
     logs = yield Engine(runtime.logs, (handle.id, lifecycle.LOG_TAIL))
     return errors.ContainerDiedError(
         f"The container of environment {env.id} ({env.name}) stopped during {method}()",
-        state.exit_code, state.oom_killed, logs,
+        state.exit_code,
+        state.oom_killed,
+        logs,
     )
 
 
@@ -147,7 +157,9 @@ def maybe_restart(env: "BaseEnvironment", error: BaseException) -> Flow[None]:
     env._launch = yield Engine(_replace_container, (env._options, old))
     yield Reconnect()
     yield from wait_ready(env, env._options.start_timeout)
-    if env._state_file is not None:  # detached: `rayfine call` and attach() must find the new container
+    if (
+        env._state_file is not None
+    ):  # detached: `rayfine call` and attach() must find the new container
         yield Engine(_rewrite_state, (env,))
     if old.handle is not None:
         yield Engine(_report_stop, (old, "restart"))
@@ -179,7 +191,11 @@ def _fail_start(env: "BaseEnvironment", started: float, error: BaseException) ->
         env.stop_container("failed-start")
 
 
-def _report_health(launch: lifecycle.Launch, started: float, error: Optional[BaseException]) -> None:
+def _report_health(
+    launch: lifecycle.Launch, started: float, error: Optional[BaseException]
+) -> None:
     if launch.handle is not None:
         elapsed = time.perf_counter() - started
-        get_plugin_manager().hook.rayfine_health(handle=launch.handle, ready=error is None, elapsed=elapsed, error=error)
+        get_plugin_manager().hook.rayfine_health(
+            handle=launch.handle, ready=error is None, elapsed=elapsed, error=error
+        )

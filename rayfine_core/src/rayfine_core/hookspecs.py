@@ -68,7 +68,9 @@ def rayfine_start(request: "StartRequest", runtime: str) -> None:
 
 
 @hookspec
-def rayfine_health(handle: "ContainerHandle", ready: bool, elapsed: float, error: Optional[BaseException]) -> None:
+def rayfine_health(
+    handle: "ContainerHandle", ready: bool, elapsed: float, error: Optional[BaseException]
+) -> None:
     """Called once a started container is ready, or has failed to become ready.
 
     :param handle: the container.
@@ -85,7 +87,9 @@ def rayfine_health(handle: "ContainerHandle", ready: bool, elapsed: float, error
 
 
 @hookspec
-def rayfine_call(handle: "ContainerHandle", method: str, elapsed: float, error: Optional[BaseException]) -> None:
+def rayfine_call(
+    handle: "ContainerHandle", method: str, elapsed: float, error: Optional[BaseException]
+) -> None:
     """Called after each method call on an environment, successful or not.
 
     Runs on the caller's thread/event loop: keep it fast and non-blocking.

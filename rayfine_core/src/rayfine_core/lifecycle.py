@@ -53,8 +53,14 @@ def prepare(options: EnvOptions, env_id: Optional[str] = None) -> Launch:
     name = options.container_name or f"rayfine-{_slug(options.image)}-{env_id}"
     port = int(image_labels.get(labels.SERVER_PORT, 8000))
     request = StartRequest(
-        image=options.image, name=name, env=dict(options.env_vars), container_port=port,
-        host_port=options.http_port, network=options.network, limits=options.limits, cap_add=options.cap_add,
+        image=options.image,
+        name=name,
+        env=dict(options.env_vars),
+        container_port=port,
+        host_port=options.http_port,
+        network=options.network,
+        limits=options.limits,
+        cap_add=options.cap_add,
         labels={**options.labels, **ownership_labels(env_id)},
     )
     token = None
@@ -71,8 +77,11 @@ def prepare(options: EnvOptions, env_id: Optional[str] = None) -> Launch:
 def ownership_labels(env_id: str) -> dict[str, str]:
     """Labels that mark a container as ours and name the process that owns it."""
     return {
-        labels.OWNER: labels.OWNER_VALUE, labels.ENV_ID: env_id, labels.PID: str(os.getpid()),
-        labels.HOST: socket.gethostname(), labels.PROCESS_START: _PROCESS_START,
+        labels.OWNER: labels.OWNER_VALUE,
+        labels.ENV_ID: env_id,
+        labels.PID: str(os.getpid()),
+        labels.HOST: socket.gethostname(),
+        labels.PROCESS_START: _PROCESS_START,
     }
 
 
@@ -97,7 +106,9 @@ def _use_unix_socket(options: EnvOptions) -> bool:
 
 def socket_root() -> Path:
     """Private directory (0700) holding one socket directory per environment."""
-    return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"rayfine-{os.getuid()}"
+    return (
+        Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"rayfine-{os.getuid()}"
+    )
 
 
 def _socket_dir(env_id: str) -> Path:
@@ -149,7 +160,9 @@ def classify_health(response: "Response", env_type: EnvType) -> Optional[bool]:
                 logs=str(error.get("traceback") or ""),
             )
     if response.status_code == 401:
-        raise errors.StartError("The environment's server rejected the client token (was the image changed?).")
+        raise errors.StartError(
+            "The environment's server rejected the client token (was the image changed?)."
+        )
     return None
 
 
@@ -162,7 +175,8 @@ def check_alive(launch: Launch) -> None:
         oom = ", out of memory" if state.oom_killed else ""
         raise errors.StartError(
             f"Container {launch.handle.name} exited before it became ready (exit code {state.exit_code}{oom})",
-            logs, state.exit_code,
+            logs,
+            state.exit_code,
         )
 
 

@@ -36,7 +36,9 @@ class EnvOptions:
 
     def __post_init__(self) -> None:
         if not isinstance(self.image, str) or not self.image.strip():
-            raise ValidationError("image must be a non-empty image reference such as 'affine:latest'.")
+            raise ValidationError(
+                "image must be a non-empty image reference such as 'affine:latest'."
+            )
         if self.mode not in MODES:
             raise ValidationError(f"Unknown mode {self.mode!r}. Choose one of: {', '.join(MODES)}.")
         if self.container_name is not None and not _CONTAINER_NAME.match(self.container_name):
@@ -44,15 +46,21 @@ class EnvOptions:
                 f"Invalid container_name {self.container_name!r}: use letters, digits, '_', '.', '-'"
                 " (starting with a letter or digit)."
             )
-        if self.http_port is not None and not (isinstance(self.http_port, int) and 0 < self.http_port < 65536):
+        if self.http_port is not None and not (
+            isinstance(self.http_port, int) and 0 < self.http_port < 65536
+        ):
             raise ValidationError(f"http_port must be an int in 1..65535, got {self.http_port!r}.")
         self.env_vars = check_env_vars(self.env_vars)
         if self.env_type is not None:
             self.env_type = _env_type(self.env_type)
         if not (isinstance(self.start_timeout, (int, float)) and self.start_timeout > 0):
-            raise ValidationError(f"start_timeout must be a positive number of seconds, got {self.start_timeout!r}.")
+            raise ValidationError(
+                f"start_timeout must be a positive number of seconds, got {self.start_timeout!r}."
+            )
         if self.transport not in ("auto", "unix", "tcp"):
-            raise ValidationError(f"transport must be 'auto', 'unix' or 'tcp', got {self.transport!r}.")
+            raise ValidationError(
+                f"transport must be 'auto', 'unix' or 'tcp', got {self.transport!r}."
+            )
         _check_limits(self.limits)
 
 
@@ -65,11 +73,15 @@ def check_env_vars(env_vars: Optional[Mapping[str, Any]]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in env_vars.items():
         if not isinstance(key, str) or not _ENV_NAME.match(key):
-            raise ValidationError(f"Invalid environment variable name {key!r}: use letters, digits and '_'.")
+            raise ValidationError(
+                f"Invalid environment variable name {key!r}: use letters, digits and '_'."
+            )
         if key in _RESERVED_ENV:
             raise ValidationError(f"Environment variable {key} is reserved by Rayfine; rename it.")
         if value is None or isinstance(value, (dict, list, tuple, set)):
-            raise ValidationError(f"Environment variable {key} must be a string or number (value not shown).")
+            raise ValidationError(
+                f"Environment variable {key} must be a string or number (value not shown)."
+            )
         out[key] = str(value)
     return out
 
@@ -83,9 +95,17 @@ def _env_type(value: Any) -> EnvType:
 
 
 def _check_limits(limits: Limits) -> None:
-    if limits.mem_limit is not None and not re.match(r"^\d+(\.\d+)?[bkmgBKMG]?$", str(limits.mem_limit)):
+    if limits.mem_limit is not None and not re.match(
+        r"^\d+(\.\d+)?[bkmgBKMG]?$", str(limits.mem_limit)
+    ):
         raise ValidationError(f"mem_limit must look like '512m' or '2g', got {limits.mem_limit!r}.")
-    if limits.cpu_limit is not None and not (isinstance(limits.cpu_limit, (int, float)) and limits.cpu_limit > 0):
-        raise ValidationError(f"cpu_limit must be a positive number of CPUs, got {limits.cpu_limit!r}.")
-    if limits.pids_limit is not None and not (isinstance(limits.pids_limit, int) and limits.pids_limit > 0):
+    if limits.cpu_limit is not None and not (
+        isinstance(limits.cpu_limit, (int, float)) and limits.cpu_limit > 0
+    ):
+        raise ValidationError(
+            f"cpu_limit must be a positive number of CPUs, got {limits.cpu_limit!r}."
+        )
+    if limits.pids_limit is not None and not (
+        isinstance(limits.pids_limit, int) and limits.pids_limit > 0
+    ):
         raise ValidationError(f"pids_limit must be a positive int, got {limits.pids_limit!r}.")

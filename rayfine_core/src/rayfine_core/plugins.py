@@ -107,11 +107,15 @@ def runtime_registry() -> dict[str, RuntimeEntry]:
             produced: Any = impl.function()  # a third party may return anything
             specs = list(produced or ())
         except Exception as exc:
-            _load_errors[impl.plugin_name] = f"rayfine_runtimes() raised {type(exc).__name__}: {exc}"
+            _load_errors[impl.plugin_name] = (
+                f"rayfine_runtimes() raised {type(exc).__name__}: {exc}"
+            )
             log.warning("rayfine plugin %r failed: %s", impl.plugin_name, exc)
             continue
         for spec in specs:
-            entry = RuntimeEntry(spec, impl.plugin_name, _distributions.get(impl.plugin_name, "registered in code"))
+            entry = RuntimeEntry(
+                spec, impl.plugin_name, _distributions.get(impl.plugin_name, "registered in code")
+            )
             if spec.name in found:
                 other = found[spec.name]
                 raise PluginConflictError(

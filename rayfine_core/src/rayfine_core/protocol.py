@@ -48,16 +48,29 @@ class MethodInfo:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "MethodInfo":
         params = tuple(
-            Param(p["name"], p.get("kind", "POSITIONAL_OR_KEYWORD"), bool(p.get("required")), p.get("default"), p.get("annotation"))
+            Param(
+                p["name"],
+                p.get("kind", "POSITIONAL_OR_KEYWORD"),
+                bool(p.get("required")),
+                p.get("default"),
+                p.get("annotation"),
+            )
             for p in data.get("params") or ()
         )
         return cls(
-            name=data["name"], signature=data.get("signature") or "(...)", doc=data.get("doc"),
-            is_async=bool(data.get("is_async")), kind=data.get("kind", "actor"), params=params, path=data.get("path"),
+            name=data["name"],
+            signature=data.get("signature") or "(...)",
+            doc=data.get("doc"),
+            is_async=bool(data.get("is_async")),
+            kind=data.get("kind", "actor"),
+            params=params,
+            path=data.get("path"),
         )
 
 
-def encode_call(method: str, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: Optional[float]) -> bytes:
+def encode_call(
+    method: str, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: Optional[float]
+) -> bytes:
     """Encode a ``/call`` body; raise InvalidArgumentsError for non-JSON arguments."""
     body = {"method": method, "args": list(args), "kwargs": dict(kwargs), "timeout": timeout}
     try:
@@ -79,17 +92,25 @@ def decode_result(status: int, content: bytes, method: str) -> Any:
     raise error_from_response(status, payload, content, method)
 
 
-def error_from_response(status: int, payload: Any, content: bytes, method: str) -> errors.RayfineError:
+def error_from_response(
+    status: int, payload: Any, content: bytes, method: str
+) -> errors.RayfineError:
     """Map a non-success response to the exception the caller should see."""
     error = payload.get("error") if isinstance(payload, dict) else None
     if not isinstance(error, dict):
         snippet = content[:300].decode(errors="replace")
-        return errors.TransportError(f"Unexpected response from the environment (HTTP {status}) to {method}(): {snippet}")
+        return errors.TransportError(
+            f"Unexpected response from the environment (HTTP {status}) to {method}(): {snippet}"
+        )
     kind = str(error.get("kind", ""))
     message = str(error.get("message", ""))
     if kind == "timeout":
         return errors.CallTimeout(f"{method}() timed out in the environment: {message}")
     if kind == "unauthorized":
-        return errors.TransportError(f"The environment rejected this client's token (HTTP {status}): {message}")
+        return errors.TransportError(
+            f"The environment rejected this client's token (HTTP {status}): {message}"
+        )
     cls = _ERROR_KINDS.get(kind, errors.RemoteError)
-    return cls(str(error.get("type") or kind or "Error"), message, error.get("traceback"), method=method)
+    return cls(
+        str(error.get("type") or kind or "Error"), message, error.get("traceback"), method=method
+    )

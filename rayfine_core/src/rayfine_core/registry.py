@@ -40,7 +40,9 @@ def get(env_id: str) -> "BaseEnvironment":
             return _active[env_id]
         except KeyError:
             known = ", ".join(sorted(_active)) or "none"
-            raise UnknownEnvironmentError(f"No active environment {env_id!r} (active: {known}).") from None
+            raise UnknownEnvironmentError(
+                f"No active environment {env_id!r} (active: {known})."
+            ) from None
 
 
 def ids() -> list[str]:

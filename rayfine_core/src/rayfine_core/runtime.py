@@ -95,7 +95,7 @@ class Runtime(ABC):
             if running and lines and not lines[-1].endswith("\n"):
                 lines.pop()  # a line still being written: take it whole on the next poll
             if first:
-                yield from (lines[len(lines) - tail:] if tail > 0 else [])
+                yield from (lines[len(lines) - tail :] if tail > 0 else [])
             else:
                 yield from _unseen(seen, lines)
             seen, first = lines, False
@@ -122,6 +122,6 @@ def _unseen(previous: Sequence[str], current: Sequence[str]) -> Sequence[str]:
     window between two polls are lost (only the polling fallback has a window).
     """
     for overlap in range(min(len(previous), len(current)), 0, -1):
-        if previous[len(previous) - overlap:] == current[:overlap]:
+        if previous[len(previous) - overlap :] == current[:overlap]:
             return current[overlap:]
     return current

@@ -30,7 +30,12 @@ def _parameter(param: Param) -> inspect.Parameter:
     return inspect.Parameter(param.name, kind, default=default)
 
 
-def check_arguments(info: MethodInfo, signature: Optional[inspect.Signature], args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+def check_arguments(
+    info: MethodInfo,
+    signature: Optional[inspect.Signature],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+) -> None:
     """Raise InvalidArgumentsError if ``args``/``kwargs`` do not bind to the method."""
     if signature is None:
         return

@@ -57,7 +57,9 @@ def wheels_dir() -> Path:
 
     The directory holds a ``.complete`` marker once every download succeeded.
     """
-    key = hashlib.sha256((server_lock() + ",".join(image_pythons()) + platform.machine()).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        (server_lock() + ",".join(image_pythons()) + platform.machine()).encode()
+    ).hexdigest()[:16]
     return cache_dir() / "wheels" / key
 
 
@@ -70,7 +72,9 @@ def ensure_wheels(on_output=None) -> Path:
         if (target / ".complete").exists():
             return target
         if on_output:
-            on_output(f"rayfine: downloading the server's pinned wheels for Python {', '.join(pythons)} (once)")
+            on_output(
+                f"rayfine: downloading the server's pinned wheels for Python {', '.join(pythons)} (once)"
+            )
         staging = Path(tempfile.mkdtemp(prefix="wheels-", dir=_mkdir(target.parent)))
         lock_file = staging / "requirements.lock"
         lock_file.write_text(lock)
@@ -94,9 +98,24 @@ def _download_for(version: str, lock_file: Path, dest: Path) -> bool:
         raise ValidationError(f"RAYFINE_IMAGE_PYTHONS entry {version!r} is not of the form 3.11.")
     ok = False
     for platforms in _platforms().values():
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-               "--no-deps", "--only-binary=:all:", "--python-version", version,
-               "--implementation", "cp", "-r", str(lock_file), "-d", str(dest)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            version,
+            "--implementation",
+            "cp",
+            "-r",
+            str(lock_file),
+            "-d",
+            str(dest),
+        ]
         for plat in platforms:
             cmd += ["--platform", plat]
         result = subprocess.run(cmd, capture_output=True, text=True)

@@ -114,7 +114,9 @@ class ResponseParser:
 
     def _frame(self, version: str, headers: dict[str, str]) -> None:
         connection = headers.get("connection", "").lower()
-        self.keep_alive = "close" not in connection and (version == "HTTP/1.1" or "keep-alive" in connection)
+        self.keep_alive = "close" not in connection and (
+            version == "HTTP/1.1" or "keep-alive" in connection
+        )
         assert self._response is not None
         if self._response.status_code in (204, 304) or self._response.status_code < 200:
             self._length = 0

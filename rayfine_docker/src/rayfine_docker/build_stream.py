@@ -20,5 +20,9 @@ def consume_build_stream(stream: Iterable[Mapping[str, Any]], request: BuildRequ
                 if request.on_output:
                     request.on_output(line)
         if "error" in chunk:
-            message = str(chunk.get("error") or chunk.get("errorDetail", {}).get("message", "build failed"))
-            raise ImageBuildError(f"Building {request.tag!r} failed: {message.strip()}", "\n".join(tail))
+            message = str(
+                chunk.get("error") or chunk.get("errorDetail", {}).get("message", "build failed")
+            )
+            raise ImageBuildError(
+                f"Building {request.tag!r} failed: {message.strip()}", "\n".join(tail)
+            )

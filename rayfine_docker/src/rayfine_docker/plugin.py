@@ -11,4 +11,6 @@ from rayfine_core import RuntimeSpec, hookimpl
 def rayfine_runtimes() -> Iterator[RuntimeSpec]:
     from .runtime import DockerRuntime
 
-    yield RuntimeSpec(name="docker", factory=DockerRuntime, description="Docker Engine via the docker SDK")
+    yield RuntimeSpec(
+        name="docker", factory=DockerRuntime, description="Docker Engine via the docker SDK"
+    )

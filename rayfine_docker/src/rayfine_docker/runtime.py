@@ -11,7 +11,13 @@ import os
 from typing import Any, Iterator, Mapping, Optional
 
 from rayfine_core import errors
-from rayfine_core.engine_api import LazyClient, container_record, container_state, limit_options, published_port
+from rayfine_core.engine_api import (
+    LazyClient,
+    container_record,
+    container_state,
+    limit_options,
+    published_port,
+)
 from rayfine_core.runtime import Runtime
 from rayfine_core.types import (
     SOCKET_MOUNT,
@@ -44,7 +50,11 @@ class DockerRuntime(Runtime):
         import docker
 
         try:
-            client = docker.DockerClient(base_url=self._base_url) if self._base_url else docker.from_env()
+            client = (
+                docker.DockerClient(base_url=self._base_url)
+                if self._base_url
+                else docker.from_env()
+            )
             client.ping()
         except Exception as exc:
             where = self._base_url or os.environ.get("DOCKER_HOST") or "the local socket"
@@ -61,14 +71,22 @@ class DockerRuntime(Runtime):
 
         try:
             stream = self.client.api.build(
-                path=str(request.context_dir), dockerfile=request.dockerfile, tag=request.tag,
-                buildargs=request.buildargs, labels=request.labels or None, nocache=request.nocache,
-                rm=True, forcerm=True, decode=True,
+                path=str(request.context_dir),
+                dockerfile=request.dockerfile,
+                tag=request.tag,
+                buildargs=request.buildargs,
+                labels=request.labels or None,
+                nocache=request.nocache,
+                rm=True,
+                forcerm=True,
+                decode=True,
             )
             consume_build_stream(stream, request)
             return self.client.images.get(request.tag).id
         except APIError as exc:
-            raise errors.ImageBuildError(f"Docker could not build {request.tag!r}: {exc.explanation or exc}") from exc
+            raise errors.ImageBuildError(
+                f"Docker could not build {request.tag!r}: {exc.explanation or exc}"
+            ) from exc
 
     def image_id(self, image: str) -> str:
         from docker.errors import ImageNotFound
@@ -98,12 +116,16 @@ class DockerRuntime(Runtime):
             raise _image_not_found(request.image) from None
         except APIError as exc:
             self._remove_if_ours(request)
-            raise errors.StartError(f"Docker could not start {request.name!r}: {exc.explanation or exc}") from exc
+            raise errors.StartError(
+                f"Docker could not start {request.name!r}: {exc.explanation or exc}"
+            ) from exc
         endpoint = request.socket_endpoint()
         if endpoint is None:
             container.reload()
             endpoint = Endpoint(port=published_port(self, container.id, container.attrs, request))
-        return ContainerHandle(id=container.id, name=request.name, endpoint=endpoint, runtime=self.name)
+        return ContainerHandle(
+            id=container.id, name=request.name, endpoint=endpoint, runtime=self.name
+        )
 
     def _remove_if_ours(self, request: StartRequest) -> None:
         """Remove what a failed start left under ``request.name``, never a namesake we did not create."""
@@ -118,9 +140,15 @@ class DockerRuntime(Runtime):
 
     def _run_kwargs(self, request: StartRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(
-            image=request.image, name=request.name, detach=True, environment=request.env,
-            labels=request.labels, security_opt=["no-new-privileges:true"], cap_drop=["ALL"],
-            cap_add=list(request.cap_add) or None, command=request.command,
+            image=request.image,
+            name=request.name,
+            detach=True,
+            environment=request.env,
+            labels=request.labels,
+            security_opt=["no-new-privileges:true"],
+            cap_drop=["ALL"],
+            cap_add=list(request.cap_add) or None,
+            command=request.command,
         )
         if request.socket_dir is not None:
             kwargs["volumes"] = {str(request.socket_dir): {"bind": SOCKET_MOUNT, "mode": "rw"}}
@@ -175,7 +203,9 @@ class DockerRuntime(Runtime):
             pass
         except APIError as exc:
             if exc.status_code != 409:  # 409: removal already in progress
-                raise errors.RuntimeFailure(f"Docker could not remove {container_id[:12]}: {exc.explanation}") from exc
+                raise errors.RuntimeFailure(
+                    f"Docker could not remove {container_id[:12]}: {exc.explanation}"
+                ) from exc
 
     def list_containers(self, labels: Mapping[str, str]) -> list[ContainerRecord]:
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}

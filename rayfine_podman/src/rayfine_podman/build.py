@@ -21,14 +21,26 @@ def stream_build(client: Any, request: BuildRequest) -> None:
     from podman.domain.images_manager import ImagesManager
 
     context = str(request.context_dir)
-    params = ImagesManager._render_params(dict(
-        path=context, dockerfile=request.dockerfile, tag=request.tag, buildargs=request.buildargs,
-        labels=request.labels, nocache=request.nocache, rm=True, forcerm=True,
-    ))
+    params = ImagesManager._render_params(
+        dict(
+            path=context,
+            dockerfile=request.dockerfile,
+            tag=request.tag,
+            buildargs=request.buildargs,
+            labels=request.labels,
+            nocache=request.nocache,
+            rm=True,
+            forcerm=True,
+        )
+    )
     body = api.create_tar(anchor=context, exclude=api.prepare_containerignore(context))
     try:
         response = client.api.post(
-            "/build", params=params, data=body, headers={"Content-type": "application/x-tar"}, stream=True,
+            "/build",
+            params=params,
+            data=body,
+            headers={"Content-type": "application/x-tar"},
+            stream=True,
         )
         response.raise_for_status()
         consume(response.iter_lines(), request)

@@ -33,7 +33,7 @@ def read(client: Any, container_id: str, tail: int, server_tails: bool) -> str:
     if server_tails:
         return text
     lines = text.splitlines(keepends=True)
-    return "".join(lines[len(lines) - tail:] if tail > 0 else [])
+    return "".join(lines[len(lines) - tail :] if tail > 0 else [])
 
 
 def follow(client: Any, container_id: str, tail: int, server_tails: bool) -> Iterator[str]:

@@ -11,4 +11,6 @@ from rayfine_core import RuntimeSpec, hookimpl
 def rayfine_runtimes() -> Iterator[RuntimeSpec]:
     from .runtime import PodmanRuntime
 
-    yield RuntimeSpec(name="podman", factory=PodmanRuntime, description="Podman via podman-py and its API service")
+    yield RuntimeSpec(
+        name="podman", factory=PodmanRuntime, description="Podman via podman-py and its API service"
+    )

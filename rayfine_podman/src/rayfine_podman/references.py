@@ -31,7 +31,9 @@ def matches(reference: str, image_id: str, tags: list[str]) -> bool:
     """True if the image podman found for ``reference`` is the one Docker would have found."""
     if "@" in reference:
         return True  # a digest names exactly one image already
-    if _IMAGE_ID.match(reference) and image_id.removeprefix("sha256:").startswith(reference.removeprefix("sha256:")):
+    if _IMAGE_ID.match(reference) and image_id.removeprefix("sha256:").startswith(
+        reference.removeprefix("sha256:")
+    ):
         return True
     return bool(candidates(reference) & set(tags))
 

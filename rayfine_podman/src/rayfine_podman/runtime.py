@@ -14,7 +14,13 @@ from datetime import datetime
 from typing import Any, Iterator, Mapping, Optional
 
 from rayfine_core import errors
-from rayfine_core.engine_api import LazyClient, container_record, container_state, limit_options, published_port
+from rayfine_core.engine_api import (
+    LazyClient,
+    container_record,
+    container_state,
+    limit_options,
+    published_port,
+)
 from rayfine_core.runtime import Runtime
 from rayfine_core.types import (
     SOCKET_MOUNT,
@@ -77,7 +83,9 @@ class PodmanRuntime(Runtime):
             return str(self._image(request.tag).id)
         except APIError as exc:
             _raise_if_unreachable(exc)
-            raise errors.ImageBuildError(f"Podman could not build {request.tag!r}: {_explain(exc)}") from exc
+            raise errors.ImageBuildError(
+                f"Podman could not build {request.tag!r}: {_explain(exc)}"
+            ) from exc
 
     def image_id(self, image: str) -> str:
         return str(self._image(image).id)
@@ -95,7 +103,9 @@ class PodmanRuntime(Runtime):
             raise _image_not_found(reference) from None
         except APIError as exc:
             _raise_if_unreachable(exc)
-            raise errors.RuntimeFailure(f"Podman could not inspect image {reference!r}: {_explain(exc)}") from exc
+            raise errors.RuntimeFailure(
+                f"Podman could not inspect image {reference!r}: {_explain(exc)}"
+            ) from exc
         if not matches(reference, str(image.id), image.attrs.get("RepoTags") or []):
             raise _image_not_found(reference)
         return image
@@ -108,29 +118,46 @@ class PodmanRuntime(Runtime):
         image = self._image(request.image)
         created = None
         try:
-            created = self.client.containers.create(**self._create_kwargs(request, exact_name(request.image, image)))
+            created = self.client.containers.create(
+                **self._create_kwargs(request, exact_name(request.image, image))
+            )
             created.start()
         except APIError as exc:
             _raise_if_unreachable(exc)
             if created is not None:  # never touch a same-named container that is not ours
                 self.stop(created.id, timeout=0)
-            raise errors.StartError(f"Podman could not start {request.name!r}: {_explain(exc)}") from exc
+            raise errors.StartError(
+                f"Podman could not start {request.name!r}: {_explain(exc)}"
+            ) from exc
         endpoint = request.socket_endpoint()
         if endpoint is None:
             created.reload()
             endpoint = Endpoint(port=published_port(self, created.id, created.attrs, request))
-        return ContainerHandle(id=created.id, name=request.name, endpoint=endpoint, runtime=self.name)
+        return ContainerHandle(
+            id=created.id, name=request.name, endpoint=endpoint, runtime=self.name
+        )
 
     def _create_kwargs(self, request: StartRequest, image: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(
-            image=image, name=request.name, environment=request.env, labels=request.labels,
-            no_new_privileges=True, cap_drop=["ALL"], command=request.command,
+            image=image,
+            name=request.name,
+            environment=request.env,
+            labels=request.labels,
+            no_new_privileges=True,
+            cap_drop=["ALL"],
+            command=request.command,
         )
         if request.cap_add:
             kwargs["cap_add"] = list(request.cap_add)
         if request.socket_dir is not None:
             # "Z": relabel the private socket dir so SELinux lets the container write it.
-            kwargs["volumes"] = {str(request.socket_dir): {"bind": SOCKET_MOUNT, "mode": "rw", "extended_mode": ["Z"]}}
+            kwargs["volumes"] = {
+                str(request.socket_dir): {
+                    "bind": SOCKET_MOUNT,
+                    "mode": "rw",
+                    "extended_mode": ["Z"],
+                }
+            }
         else:
             host = {"ip": "127.0.0.1", **({"port": request.host_port} if request.host_port else {})}
             kwargs["ports"] = {f"{request.container_port}/tcp": host}
@@ -169,11 +196,13 @@ class PodmanRuntime(Runtime):
         try:
             if timeout > 0:
                 self.client.api.post(
-                    f"/containers/{container_id}/stop", params={"timeout": max(1, int(timeout))},
+                    f"/containers/{container_id}/stop",
+                    params={"timeout": max(1, int(timeout))},
                 ).raise_for_status()
             # timeout=0: kill now; a forced removal otherwise waits out the stop timeout (10 s).
             self.client.api.delete(
-                f"/containers/{container_id}", params={"force": True, "v": True, "timeout": 0},
+                f"/containers/{container_id}",
+                params={"force": True, "v": True, "timeout": 0},
             ).raise_for_status()
         except NotFound:
             pass
@@ -181,13 +210,17 @@ class PodmanRuntime(Runtime):
             _raise_if_unreachable(exc)
             # A concurrent removal (cleanup racing a restart) is success too.
             if exc.status_code != 409 and self.client.containers.exists(container_id):
-                raise errors.RuntimeFailure(f"Podman could not remove {container_id[:12]}: {_explain(exc)}") from exc
+                raise errors.RuntimeFailure(
+                    f"Podman could not remove {container_id[:12]}: {_explain(exc)}"
+                ) from exc
 
     def list_containers(self, labels: Mapping[str, str]) -> list[ContainerRecord]:
         # podman-py's list() mangles a list of label filters, so ask the API directly.
         filters = json.dumps({"label": [f"{key}={value}" for key, value in labels.items()]})
         with _engine_errors():
-            response = self.client.api.get("/containers/json", params={"all": True, "filters": filters})
+            response = self.client.api.get(
+                "/containers/json", params={"all": True, "filters": filters}
+            )
             response.raise_for_status()
         return [
             container_record(c, self.name, created=_unix_time(c.get("Created")))
@@ -215,7 +248,9 @@ def _unix_time(value: Any) -> Optional[float]:
     match = _RFC3339.match(str(value or ""))
     if match is None:
         return None
-    return datetime.strptime(match[1] + (match[3] or "Z"), "%Y-%m-%dT%H:%M:%S%z").timestamp() + float(match[2] or 0)
+    return datetime.strptime(
+        match[1] + (match[3] or "Z"), "%Y-%m-%dT%H:%M:%S%z"
+    ).timestamp() + float(match[2] or 0)
 
 
 def _explain(exc: Any) -> str:

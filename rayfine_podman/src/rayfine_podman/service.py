@@ -67,7 +67,7 @@ def redact(url: str) -> str:
 def _socket_path(url: str) -> Optional[str]:
     for prefix in ("unix://", "http+unix://"):
         if url.startswith(prefix):
-            return url[len(prefix):]
+            return url[len(prefix) :]
     return None
 
 
@@ -91,7 +91,11 @@ class PodmanService:
             return self.url
 
     def _find(self) -> Optional[str]:
-        configured = self._explicit or os.environ.get("RAYFINE_PODMAN_URL") or os.environ.get("CONTAINER_HOST")
+        configured = (
+            self._explicit
+            or os.environ.get("RAYFINE_PODMAN_URL")
+            or os.environ.get("CONTAINER_HOST")
+        )
         if configured:
             return configured  # the user chose it: report its failure rather than fall back
         for path in candidate_sockets():
@@ -114,10 +118,15 @@ class PodmanService:
         try:
             self._process = subprocess.Popen(
                 ["sh", "-c", _WATCHDOG, "rayfine-podman-service", url],
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
                 start_new_session=True,  # Ctrl-C must not stop it before our cleanup has used it
                 cwd="/",  # conmon fails every start once the service's directory is deleted
-                env={**os.environ, "PATH": f"{Path(binary).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+                env={
+                    **os.environ,
+                    "PATH": f"{Path(binary).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                },
             )
         finally:
             stderr.close()
@@ -138,7 +147,8 @@ class PodmanService:
                 raise errors.EngineUnavailableError(
                     f"Started `podman system service` on a private socket, but it {why}. Check that"
                     " `podman info` works for this user, or start the service yourself and set"
-                    " RAYFINE_PODMAN_URL." + (f"\n--- podman service output ---\n{log}" if log else "")
+                    " RAYFINE_PODMAN_URL."
+                    + (f"\n--- podman service output ---\n{log}" if log else "")
                 )
             time.sleep(0.1)
 

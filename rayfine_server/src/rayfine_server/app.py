@@ -42,7 +42,9 @@ def create_app(config: ServerConfig) -> Starlette:
         StarletteHTTPException: _http_error_handler,
         Exception: _internal_error_handler,
     }
-    app = Starlette(routes=_routes(env, Dispatcher(env, config.max_threads)), exception_handlers=handlers)  # type: ignore[arg-type]
+    app = Starlette(
+        routes=_routes(env, Dispatcher(env, config.max_threads)), exception_handlers=handlers
+    )  # type: ignore[arg-type]
     app.state.env = env
     if config.token:
         app.add_middleware(BearerTokenMiddleware, token=config.token)
@@ -75,9 +77,14 @@ def _routes(env: LoadedEnv, dispatcher: Dispatcher) -> list:
         return Response(await dispatcher.call(call), media_type="application/json")
 
     endpoints: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
-        ("/health", "GET", get_health), ("/methods", "GET", get_methods), ("/call", "POST", post_call),
+        ("/health", "GET", get_health),
+        ("/methods", "GET", get_methods),
+        ("/call", "POST", post_call),
     ]
-    return [Route(path, endpoint, methods=[verb], include_in_schema=False) for path, verb, endpoint in endpoints]
+    return [
+        Route(path, endpoint, methods=[verb], include_in_schema=False)
+        for path, verb, endpoint in endpoints
+    ]
 
 
 def _json_response(payload: object) -> Response:

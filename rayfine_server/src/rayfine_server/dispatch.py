@@ -60,7 +60,9 @@ class Dispatcher:
         _check_arguments(method, request)
         try:
             # No timeout, no cancel scope: entering one costs more than the rest of a call.
-            with anyio.fail_after(request.timeout) if request.timeout is not None else nullcontext():
+            with (
+                anyio.fail_after(request.timeout) if request.timeout is not None else nullcontext()
+            ):
                 value = await self._invoke(method, request)
         except TimeoutError:
             constructing = (

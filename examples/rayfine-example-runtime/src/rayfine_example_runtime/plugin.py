@@ -12,6 +12,7 @@ def rayfine_runtimes() -> Iterator[RuntimeSpec]:
     from .runtime import ExampleRuntime
 
     yield RuntimeSpec(
-        name="example", factory=ExampleRuntime,
+        name="example",
+        factory=ExampleRuntime,
         description="Example third-party plugin: docker, with containers labelled example.wrapped=1",
     )

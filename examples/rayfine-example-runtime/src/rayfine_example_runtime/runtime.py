@@ -48,7 +48,9 @@ class ExampleRuntime(Runtime):
 
     def start(self, request: StartRequest) -> ContainerHandle:
         marked = dataclasses.replace(
-            request, labels={**request.labels, LABEL: "1"}, env={**request.env, ENV_VAR: "1"},
+            request,
+            labels={**request.labels, LABEL: "1"},
+            env={**request.env, ENV_VAR: "1"},
         )
         return dataclasses.replace(self.inner.start(marked), runtime=self.name)
 

@@ -40,15 +40,26 @@ _BAD_INPUT = (errors.ValidationError, errors.MethodNotFoundError, errors.Invalid
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="show remote tracebacks, container logs and debug messages")
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show remote tracebacks, container logs and debug messages",
+    )
     parser = argparse.ArgumentParser(
-        prog="rayfine", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        prog="rayfine",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
         description="Run environments (env.py actors or FastAPI apps) in containers and call them.",
     )
     parser.add_argument("--version", action="version", version=f"rayfine {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show remote tracebacks, container logs and debug messages")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show remote tracebacks, container logs and debug messages",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for group in _GROUPS:
         group.add_commands(sub, common)

@@ -18,10 +18,15 @@ def default_runtime() -> str:
     return os.environ.get("RAYFINE_RUNTIME") or "docker"
 
 
-def add_runtime_option(parser: argparse.ArgumentParser, what: str = "the runtime to use",
-                       default: str = "$RAYFINE_RUNTIME or docker") -> None:
+def add_runtime_option(
+    parser: argparse.ArgumentParser,
+    what: str = "the runtime to use",
+    default: str = "$RAYFINE_RUNTIME or docker",
+) -> None:
     parser.add_argument(
-        "--runtime", metavar="NAME", default=None,
+        "--runtime",
+        metavar="NAME",
+        default=None,
         help=f"{what} (default: {default}; `rayfine plugins` lists them)",
     )
 
@@ -53,7 +58,9 @@ def key_value(text: str) -> tuple[str, Optional[str]]:
     """argparse type for ``K=V`` (or a bare ``K``: the caller decides what that means)."""
     key, sep, value = text.partition("=")
     if not key or not (key[0].isalpha() or key[0] == "_") or not key.replace("_", "a").isalnum():
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME made of letters, digits and '_', got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE with NAME made of letters, digits and '_', got {text!r}"
+        )
     return key, (value if sep else None)
 
 
@@ -63,7 +70,9 @@ def from_host_env(pairs: Sequence[tuple[str, Optional[str]]], what: str) -> dict
     for key, value in pairs:
         if value is None:
             if key not in os.environ:
-                raise errors.ValidationError(f"{what} {key} has no value and is not set in this shell; use {key}=VALUE.")
+                raise errors.ValidationError(
+                    f"{what} {key} has no value and is not set in this shell; use {key}=VALUE."
+                )
             value = os.environ[key]
         out[key] = value
     return out
@@ -73,7 +82,9 @@ def json_arg(text: str) -> tuple[str, Any]:
     """argparse type for ``--arg k=v``: v is JSON if it parses, else the raw string."""
     key, sep, raw = text.partition("=")
     if not sep or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME a Python identifier, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE with NAME a Python identifier, got {text!r}"
+        )
     try:
         return key, json.loads(raw)
     except ValueError:
@@ -87,7 +98,9 @@ def json_object(text: str) -> dict[str, Any]:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object of keyword arguments, e.g. '{\"n\": 3}'")
+        raise argparse.ArgumentTypeError(
+            "must be a JSON object of keyword arguments, e.g. '{\"n\": 3}'"
+        )
     return value
 
 

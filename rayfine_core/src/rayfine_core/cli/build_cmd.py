@@ -13,18 +13,33 @@ from ._util import RAW, add_runtime_option, default_runtime, from_host_env, key_
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     build = sub.add_parser(
-        "build", parents=[common], formatter_class=RAW, help="build an environment directory into an image",
+        "build",
+        parents=[common],
+        formatter_class=RAW,
+        help="build an environment directory into an image",
         description="Build the image for ENV_DIR (env.py, and optionally a Dockerfile) and tag it TAG.\n"
         "Build output goes to stderr; the image id is printed on stdout at the end.",
     )
     build.add_argument("env_dir", metavar="ENV_DIR", help="directory holding env.py")
-    build.add_argument("-t", "--tag", required=True, metavar="TAG", help="image name[:tag], e.g. demo:latest")
+    build.add_argument(
+        "-t", "--tag", required=True, metavar="TAG", help="image name[:tag], e.g. demo:latest"
+    )
     add_runtime_option(build)
-    build.add_argument("--no-cache", action="store_true", help="rebuild every layer, even if nothing changed")
-    build.add_argument("--build-arg", metavar="K=V", action="append", type=key_value, default=[],
-                       help="ARG value for the Dockerfile; a bare K takes this shell's value (repeatable)")
+    build.add_argument(
+        "--no-cache", action="store_true", help="rebuild every layer, even if nothing changed"
+    )
+    build.add_argument(
+        "--build-arg",
+        metavar="K=V",
+        action="append",
+        type=key_value,
+        default=[],
+        help="ARG value for the Dockerfile; a bare K takes this shell's value (repeatable)",
+    )
     build.add_argument("--quiet", "-q", action="store_true", help="print only the image id")
-    build.add_argument("--env-type", choices=["function_based", "http_based"], help="override the detected type")
+    build.add_argument(
+        "--env-type", choices=["function_based", "http_based"], help="override the detected type"
+    )
     build.set_defaults(func=cmd_build)
 
 
@@ -36,8 +51,13 @@ def cmd_build(args: argparse.Namespace) -> int:
         status(f"rayfine: building {args.tag} from {info.path} ({kind}) on {runtime}")
     started = time.perf_counter()
     image = build_image_from_env(
-        info.path, args.tag, nocache=args.no_cache, quiet=args.quiet,
-        buildargs=from_host_env(args.build_arg, "Build arg"), runtime=runtime, env_type=args.env_type,
+        info.path,
+        args.tag,
+        nocache=args.no_cache,
+        quiet=args.quiet,
+        buildargs=from_host_env(args.build_arg, "Build arg"),
+        runtime=runtime,
+        env_type=args.env_type,
         on_output=None if args.quiet else status,
     )
     if not args.quiet:

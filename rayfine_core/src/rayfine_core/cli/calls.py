@@ -7,33 +7,72 @@ import dataclasses
 from typing import Any
 
 from ..attach import attach
-from ._util import RAW, add_json_option, add_runtime_option, json_arg, json_object, positive_float, print_json, status
+from ._util import (
+    RAW,
+    add_json_option,
+    add_runtime_option,
+    json_arg,
+    json_object,
+    positive_float,
+    print_json,
+    status,
+)
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     call = sub.add_parser(
-        "call", parents=[common], formatter_class=RAW, help="call a method of a running environment",
+        "call",
+        parents=[common],
+        formatter_class=RAW,
+        help="call a method of a running environment",
         description="Call METHOD of an environment started with `rayfine run` and print the result.\n\n"
         "examples:\n"
         "  rayfine call demo evaluate --arg answer=Paris --arg n=3\n"
-        "  rayfine call demo evaluate --args-json '{\"answer\": \"Paris\", \"n\": 3}' --json\n\n"
-        "--arg k=v parses v as JSON (3, true, [1,2], {\"a\":1}, \"quoted\") and falls back\n"
-        "to the raw string (Paris); use k='\"3\"' to pass the string \"3\".",
+        '  rayfine call demo evaluate --args-json \'{"answer": "Paris", "n": 3}\' --json\n\n'
+        '--arg k=v parses v as JSON (3, true, [1,2], {"a":1}, "quoted") and falls back\n'
+        'to the raw string (Paris); use k=\'"3"\' to pass the string "3".',
     )
-    call.add_argument("name", metavar="NAME_OR_ID", help="container name, env id or container-id prefix")
-    call.add_argument("method", metavar="METHOD", help="method name (`rayfine methods NAME` lists them)")
-    call.add_argument("--arg", metavar="K=V", dest="pairs", action="append", type=json_arg, default=[],
-                      help="keyword argument, value parsed as JSON (repeatable; wins over --args-json)")
-    call.add_argument("--args-json", metavar="OBJECT", type=json_object, default={},
-                      help="keyword arguments as one JSON object")
-    call.add_argument("--timeout", metavar="S", type=positive_float, help="seconds the call may take (default: no limit)")
+    call.add_argument(
+        "name", metavar="NAME_OR_ID", help="container name, env id or container-id prefix"
+    )
+    call.add_argument(
+        "method", metavar="METHOD", help="method name (`rayfine methods NAME` lists them)"
+    )
+    call.add_argument(
+        "--arg",
+        metavar="K=V",
+        dest="pairs",
+        action="append",
+        type=json_arg,
+        default=[],
+        help="keyword argument, value parsed as JSON (repeatable; wins over --args-json)",
+    )
+    call.add_argument(
+        "--args-json",
+        metavar="OBJECT",
+        type=json_object,
+        default={},
+        help="keyword arguments as one JSON object",
+    )
+    call.add_argument(
+        "--timeout",
+        metavar="S",
+        type=positive_float,
+        help="seconds the call may take (default: no limit)",
+    )
     add_runtime_option(call, "only look for environments of this runtime", "any")
     call.add_argument("--json", action="store_true", help="print the result as compact JSON")
     call.set_defaults(func=cmd_call)
 
-    methods = sub.add_parser("methods", parents=[common], help="list the methods of a running environment",
-                             description="List the methods of an environment started with `rayfine run`.")
-    methods.add_argument("name", metavar="NAME_OR_ID", help="container name, env id or container-id prefix")
+    methods = sub.add_parser(
+        "methods",
+        parents=[common],
+        help="list the methods of a running environment",
+        description="List the methods of an environment started with `rayfine run`.",
+    )
+    methods.add_argument(
+        "name", metavar="NAME_OR_ID", help="container name, env id or container-id prefix"
+    )
     add_runtime_option(methods, "only look for environments of this runtime", "any")
     add_json_option(methods)
     methods.set_defaults(func=cmd_methods)
@@ -59,7 +98,11 @@ def cmd_methods(args: argparse.Namespace) -> int:
         print_json([dataclasses.asdict(m) for m in methods])
         return 0
     for info in methods:
-        tags = ", ".join(t for t in ("async" if info.is_async else "", info.kind if info.kind != "actor" else "") if t)
+        tags = ", ".join(
+            t
+            for t in ("async" if info.is_async else "", info.kind if info.kind != "actor" else "")
+            if t
+        )
         print(f"{info.name}{info.signature}" + (f"  [{tags}]" if tags else ""))
         for line in (info.doc or "(no docstring)").strip().splitlines():
             print(f"    {line.rstrip()}" if line.strip() else "")

@@ -14,61 +14,132 @@ from ..attach import forget
 from ..plugins import available_runtimes, get_runtime
 from ..types import ContainerRecord
 from ._util import (
-    RAW, add_json_option, add_runtime_option, age, default_runtime, from_host_env, key_value, positive_float,
-    print_json, print_table, status,
+    RAW,
+    add_json_option,
+    add_runtime_option,
+    age,
+    default_runtime,
+    from_host_env,
+    key_value,
+    positive_float,
+    print_json,
+    print_table,
+    status,
 )
 from .targets import OWNED, Target, detached_targets, resolve
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     run = sub.add_parser(
-        "run", parents=[common], formatter_class=RAW, help="start an environment that keeps running",
+        "run",
+        parents=[common],
+        formatter_class=RAW,
+        help="start an environment that keeps running",
         description="Start a container from IMAGE and leave it running after this command exits.\n"
         "Reach it later with `rayfine call NAME ...`; stop it with `rayfine stop NAME`.",
     )
     run.add_argument("image", metavar="IMAGE", help="an image built by `rayfine build`")
     run.add_argument("--name", help="container name (default: rayfine-<image>-<id>)")
-    run.add_argument("--env", "-e", metavar="K=V", action="append", type=key_value, default=[],
-                     help="environment variable for the container; a bare K takes this shell's value (repeatable)")
-    run.add_argument("--env-file", metavar="FILE", type=Path, action="append", default=[],
-                     help="read K=V lines from FILE (# comments; values taken literally, like docker)")
+    run.add_argument(
+        "--env",
+        "-e",
+        metavar="K=V",
+        action="append",
+        type=key_value,
+        default=[],
+        help="environment variable for the container; a bare K takes this shell's value (repeatable)",
+    )
+    run.add_argument(
+        "--env-file",
+        metavar="FILE",
+        type=Path,
+        action="append",
+        default=[],
+        help="read K=V lines from FILE (# comments; values taken literally, like docker)",
+    )
     add_runtime_option(run)
-    run.add_argument("--env-type", choices=["function_based", "http_based"], help="override the image's label")
+    run.add_argument(
+        "--env-type", choices=["function_based", "http_based"], help="override the image's label"
+    )
     run.add_argument("--mem-limit", metavar="SIZE", help="memory cap, e.g. 512m or 2g")
     run.add_argument("--cpu-limit", metavar="CPUS", type=float, help="number of CPUs, e.g. 0.5")
     run.add_argument("--pids-limit", metavar="N", type=int, help="maximum number of processes")
-    run.add_argument("--network", metavar="MODE", help="engine network mode; 'none' cuts the container off")
-    run.add_argument("--port", metavar="PORT", type=int, help="serve on this 127.0.0.1 port instead of a Unix socket")
-    run.add_argument("--start-timeout", metavar="S", type=positive_float, default=60.0,
-                     help="seconds to wait for the server to answer (default: 60)")
+    run.add_argument(
+        "--network", metavar="MODE", help="engine network mode; 'none' cuts the container off"
+    )
+    run.add_argument(
+        "--port",
+        metavar="PORT",
+        type=int,
+        help="serve on this 127.0.0.1 port instead of a Unix socket",
+    )
+    run.add_argument(
+        "--start-timeout",
+        metavar="S",
+        type=positive_float,
+        default=60.0,
+        help="seconds to wait for the server to answer (default: 60)",
+    )
     run.set_defaults(func=cmd_run)
 
-    ps = sub.add_parser("ps", parents=[common], help="list Rayfine containers",
-                        description="List the containers Rayfine started (label rayfine.owner=rayfine), running or not.")
+    ps = sub.add_parser(
+        "ps",
+        parents=[common],
+        help="list Rayfine containers",
+        description="List the containers Rayfine started (label rayfine.owner=rayfine), running or not.",
+    )
     add_runtime_option(ps, "list the containers of this runtime")
-    ps.add_argument("--all-runtimes", action="store_true", help="list every installed runtime's containers")
+    ps.add_argument(
+        "--all-runtimes", action="store_true", help="list every installed runtime's containers"
+    )
     add_json_option(ps)
     ps.set_defaults(func=cmd_ps)
 
-    logs = sub.add_parser("logs", parents=[common], help="show a container's output",
-                          description="Print the output of a Rayfine container (by name, env id or id prefix).")
+    logs = sub.add_parser(
+        "logs",
+        parents=[common],
+        help="show a container's output",
+        description="Print the output of a Rayfine container (by name, env id or id prefix).",
+    )
     logs.add_argument("name", metavar="NAME", help="container name, env id or container-id prefix")
-    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new output until Ctrl-C or the container stops")
-    logs.add_argument("--tail", metavar="N", type=int, default=100, help="lines of past output to show (default: 100)")
+    logs.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing new output until Ctrl-C or the container stops",
+    )
+    logs.add_argument(
+        "--tail",
+        metavar="N",
+        type=int,
+        default=100,
+        help="lines of past output to show (default: 100)",
+    )
     add_runtime_option(logs, "runtime of a container that was not started by `rayfine run`")
     logs.set_defaults(func=cmd_logs)
 
     stop = sub.add_parser(
-        "stop", parents=[common], formatter_class=RAW, help="stop and remove environments",
+        "stop",
+        parents=[common],
+        formatter_class=RAW,
+        help="stop and remove environments",
         description="Stop and remove Rayfine containers, and forget their state files.\n"
         "Containers not started by Rayfine are refused (exit code 1).",
     )
-    stop.add_argument("names", metavar="NAME", nargs="*", help="container name, env id or container-id prefix")
-    stop.add_argument("--all", action="store_true",
-                      help="stop every environment `rayfine run` recorded in this user's state directory"
-                      " (containers owned by a running Python process are left to it)")
-    stop.add_argument("--orphans", action="store_true",
-                      help="stop the containers on this host whose owning process is gone (never detached ones)")
+    stop.add_argument(
+        "names", metavar="NAME", nargs="*", help="container name, env id or container-id prefix"
+    )
+    stop.add_argument(
+        "--all",
+        action="store_true",
+        help="stop every environment `rayfine run` recorded in this user's state directory"
+        " (containers owned by a running Python process are left to it)",
+    )
+    stop.add_argument(
+        "--orphans",
+        action="store_true",
+        help="stop the containers on this host whose owning process is gone (never detached ones)",
+    )
     add_runtime_option(stop, "runtime of containers that were not started by `rayfine run`")
     stop.set_defaults(func=cmd_stop)
 
@@ -82,16 +153,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     runtime = args.runtime or default_runtime()
     status(f"rayfine: starting {args.image} on {runtime}")
     env = load_env(
-        args.image, container_name=args.name, http_port=args.port, env_vars=env_vars, env_type=args.env_type,
-        runtime=runtime, start_timeout=args.start_timeout, mem_limit=args.mem_limit, cpu_limit=args.cpu_limit,
-        pids_limit=args.pids_limit, network=args.network, labels={labels.DETACHED: "1"},
+        args.image,
+        container_name=args.name,
+        http_port=args.port,
+        env_vars=env_vars,
+        env_type=args.env_type,
+        runtime=runtime,
+        start_timeout=args.start_timeout,
+        mem_limit=args.mem_limit,
+        cpu_limit=args.cpu_limit,
+        pids_limit=args.pids_limit,
+        network=args.network,
+        labels={labels.DETACHED: "1"},
     )
     env.detach()
     print(f"name:      {env.name}")
     print(f"env id:    {env.id}")
     print(f"container: {env.handle.id[:12]}")
     print(f"endpoint:  {env.handle.endpoint}")
-    status(f"rayfine: call it with `rayfine call {env.name} METHOD --arg k=v`; stop it with `rayfine stop {env.name}`")
+    status(
+        f"rayfine: call it with `rayfine call {env.name} METHOD --arg k=v`; stop it with `rayfine stop {env.name}`"
+    )
     return 0
 
 
@@ -101,7 +183,9 @@ def _env_file_vars(files: list[Path]) -> dict[str, str]:
         try:
             text = path.read_text()
         except OSError as exc:
-            raise errors.ValidationError(f"Cannot read --env-file {str(path)!r}: {exc.strerror}.") from None
+            raise errors.ValidationError(
+                f"Cannot read --env-file {str(path)!r}: {exc.strerror}."
+            ) from None
         pairs = []
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip() or line.lstrip().startswith("#"):
@@ -109,7 +193,9 @@ def _env_file_vars(files: list[Path]) -> dict[str, str]:
             try:
                 pairs.append(key_value(line.strip()))
             except argparse.ArgumentTypeError:
-                raise errors.ValidationError(f"{path}:{number}: expected NAME=VALUE (value not shown).") from None
+                raise errors.ValidationError(
+                    f"{path}:{number}: expected NAME=VALUE (value not shown)."
+                ) from None
         out.update(from_host_env(pairs, f"In {path}, variable"))
     return out
 
@@ -135,8 +221,19 @@ def cmd_ps(args: argparse.Namespace) -> int:
     elif rows:
         print_table(
             ["NAME", "CONTAINER ID", "IMAGE", "STATUS", "RUNTIME", "TYPE", "AGE", "OWNER"],
-            [[r["name"], r["id"][:12], r["image"], r["status"], r["runtime"], r["env_type"] or "-",
-              age(r["created"]), r["owner"]] for r in rows],
+            [
+                [
+                    r["name"],
+                    r["id"][:12],
+                    r["image"],
+                    r["status"],
+                    r["runtime"],
+                    r["env_type"] or "-",
+                    age(r["created"]),
+                    r["owner"],
+                ]
+                for r in rows
+            ],
         )
     else:
         status(f"rayfine: no Rayfine containers on {', '.join(names) or 'any runtime'}")
@@ -147,10 +244,18 @@ def _ps_row(record: ContainerRecord) -> dict[str, Any]:
     lbl = record.labels
     detached = lbl.get(labels.DETACHED) == "1"
     return {
-        "name": record.name, "id": record.id, "image": record.image, "status": record.status,
-        "runtime": record.runtime, "env_type": lbl.get(labels.ENV_TYPE), "env_id": lbl.get(labels.ENV_ID),
-        "created": record.created, "detached": detached,
-        "owner": "detached" if detached else f"pid {lbl.get(labels.PID, '?')}@{lbl.get(labels.HOST, '?')}",
+        "name": record.name,
+        "id": record.id,
+        "image": record.image,
+        "status": record.status,
+        "runtime": record.runtime,
+        "env_type": lbl.get(labels.ENV_TYPE),
+        "env_id": lbl.get(labels.ENV_ID),
+        "created": record.created,
+        "detached": detached,
+        "owner": "detached"
+        if detached
+        else f"pid {lbl.get(labels.PID, '?')}@{lbl.get(labels.HOST, '?')}",
     }
 
 
@@ -176,9 +281,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     if sum(map(bool, (args.names, args.all, args.orphans))) != 1:
-        raise errors.ValidationError("Name the environments to stop, or pass --all or --orphans (only one of these).")
+        raise errors.ValidationError(
+            "Name the environments to stop, or pass --all or --orphans (only one of these)."
+        )
     if args.orphans:
-        removed = reaper.reap(get_runtime(args.runtime or default_runtime()), lifecycle.socket_root())
+        removed = reaper.reap(
+            get_runtime(args.runtime or default_runtime()), lifecycle.socket_root()
+        )
         for record in removed:
             print(record.name)
         if not removed:
@@ -189,7 +298,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
         if not targets:
             status("rayfine: no detached environments to stop")
     else:
-        targets = [resolve(name, args.runtime) for name in args.names]  # all found before any is stopped
+        targets = [
+            resolve(name, args.runtime) for name in args.names
+        ]  # all found before any is stopped
     for target in targets:
         _stop(target)
     return 0

@@ -15,13 +15,20 @@ from ._util import RAW, add_json_option, print_json, print_table
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
-    cmd = sub.add_parser("plugins", parents=[common], help="list installed runtimes and broken plugins",
-                         description="List the installed runtime plugins, and plugins that failed to load with why.")
+    cmd = sub.add_parser(
+        "plugins",
+        parents=[common],
+        help="list installed runtimes and broken plugins",
+        description="List the installed runtime plugins, and plugins that failed to load with why.",
+    )
     add_json_option(cmd)
     cmd.set_defaults(func=cmd_plugins)
 
     cmd = sub.add_parser(
-        "doctor", parents=[common], formatter_class=RAW, help="check that environments can be built and run",
+        "doctor",
+        parents=[common],
+        formatter_class=RAW,
+        help="check that environments can be built and run",
         description="Check every installed runtime (engine reachable, base image present) and this host\n"
         "(Python, the server's wheel cache).  Each problem comes with a 'fix:' line.\n"
         "Exit code 0 if at least one runtime is fully usable, else 1.",
@@ -36,7 +43,12 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 def cmd_plugins(args: argparse.Namespace) -> int:
     registry = plugins.runtime_registry()
     runtimes = [
-        {"runtime": name, "plugin": e.plugin, "distribution": e.distribution, "description": e.spec.description}
+        {
+            "runtime": name,
+            "plugin": e.plugin,
+            "distribution": e.distribution,
+            "description": e.spec.description,
+        }
         for name, e in sorted(registry.items())
     ]
     failed = plugins.load_errors()
@@ -44,8 +56,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print_json({"runtimes": runtimes, "failed": failed})
         return 0
     if runtimes:
-        print_table(["RUNTIME", "PLUGIN", "DISTRIBUTION", "DESCRIPTION"],
-                    [[r["runtime"], r["plugin"], r["distribution"], r["description"]] for r in runtimes])
+        print_table(
+            ["RUNTIME", "PLUGIN", "DISTRIBUTION", "DESCRIPTION"],
+            [[r["runtime"], r["plugin"], r["distribution"], r["description"]] for r in runtimes],
+        )
     else:
         print("No runtimes installed: pip install 'rayfine-core[docker]' (or [podman]).")
     if failed:
@@ -64,9 +78,16 @@ def _check(name: str, ok: bool, detail: str, fix: Optional[str] = None) -> dict[
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     host = _host_checks()
-    runtimes = [_runtime_checks(name, entry) for name, entry in sorted(plugins.runtime_registry().items())]
+    runtimes = [
+        _runtime_checks(name, entry) for name, entry in sorted(plugins.runtime_registry().items())
+    ]
     usable = [r["runtime"] for r in runtimes if r["usable"]]
-    report = {"host": host, "runtimes": runtimes, "failed_plugins": plugins.load_errors(), "usable_runtimes": usable}
+    report = {
+        "host": host,
+        "runtimes": runtimes,
+        "failed_plugins": plugins.load_errors(),
+        "usable_runtimes": usable,
+    }
     if args.json:
         print_json(report)
     else:
@@ -76,7 +97,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def _host_checks() -> list[dict[str, Any]]:
     image = base_image()
-    source = "from RAYFINE_BASE_IMAGE" if os.environ.get("RAYFINE_BASE_IMAGE") else "default; set RAYFINE_BASE_IMAGE to change"
+    source = (
+        "from RAYFINE_BASE_IMAGE"
+        if os.environ.get("RAYFINE_BASE_IMAGE")
+        else "default; set RAYFINE_BASE_IMAGE to change"
+    )
     checks = [
         _check("python", True, f"{platform.python_version()} ({sys.executable})"),
         _check("platform", True, f"{platform.platform()} {platform.machine()}"),
@@ -95,20 +120,31 @@ def _wheels_check() -> dict[str, Any]:
     try:
         path = wheels_dir()
     except OSError as exc:
-        return _check("server wheels", False, f"cannot read the server's lock file: {exc}",
-                      "reinstall rayfine-server: pip install 'rayfine-core[server]'")
+        return _check(
+            "server wheels",
+            False,
+            f"cannot read the server's lock file: {exc}",
+            "reinstall rayfine-server: pip install 'rayfine-core[server]'",
+        )
     if (path / ".complete").exists():
         count = len(list(path.glob("*.whl")))
         return _check("server wheels", True, f"{count} wheels cached in {path}")
     return _check(
-        "server wheels", False, f"not cached yet ({path})",
+        "server wheels",
+        False,
+        f"not cached yet ({path})",
         "the first `rayfine build` of a function-based env downloads them (needs a package index);"
         " offline, copy a filled cache into $RAYFINE_CACHE_DIR/wheels",
     )
 
 
 def _runtime_checks(name: str, entry: Any) -> dict[str, Any]:
-    result: dict[str, Any] = {"runtime": name, "distribution": entry.distribution, "checks": [], "usable": False}
+    result: dict[str, Any] = {
+        "runtime": name,
+        "distribution": entry.distribution,
+        "checks": [],
+        "usable": False,
+    }
     checks = result["checks"]
     try:
         rt = plugins.get_runtime(name)
@@ -122,13 +158,19 @@ def _runtime_checks(name: str, entry: Any) -> dict[str, Any]:
         rt.image_labels(image)
         checks.append(_check("base image", True, f"{image} is present"))
     except errors.ImageNotFoundError:
-        checks.append(_check(
-            "base image", False, f"{image} is not in {name}",
-            f"pull it ({_pull_hint(name, image)}), build one offline with scripts/make-base-image.sh,"
-            " or set RAYFINE_BASE_IMAGE to an image this engine has",
-        ))
+        checks.append(
+            _check(
+                "base image",
+                False,
+                f"{image} is not in {name}",
+                f"pull it ({_pull_hint(name, image)}), build one offline with scripts/make-base-image.sh,"
+                " or set RAYFINE_BASE_IMAGE to an image this engine has",
+            )
+        )
     except errors.RayfineError as exc:
-        checks.append(_check("base image", False, str(exc).splitlines()[0], "check the engine's image store"))
+        checks.append(
+            _check("base image", False, str(exc).splitlines()[0], "check the engine's image store")
+        )
     result["usable"] = all(c["ok"] for c in checks)
     return result
 
@@ -143,7 +185,7 @@ def _fix_from(message: str) -> str:
     """Engine errors already say what to do (``... Start it (e.g. ...)``); reuse that advice."""
     for marker in (" Start it", " Install", " Set "):
         if marker in message:
-            return message[message.index(marker) + 1:].splitlines()[0]
+            return message[message.index(marker) + 1 :].splitlines()[0]
     return "start the engine, or check its socket/URL settings"
 
 
@@ -158,7 +200,9 @@ def _print_report(report: dict[str, Any]) -> None:
         print(f"\nplugin {name}: failed to load: {reason}")
         print("  fix: reinstall or uninstall that plugin's distribution")
     usable = report["usable_runtimes"]
-    print(f"\n{'OK: usable runtimes: ' + ', '.join(usable) if usable else 'PROBLEM: no runtime is usable'}")
+    print(
+        f"\n{'OK: usable runtimes: ' + ', '.join(usable) if usable else 'PROBLEM: no runtime is usable'}"
+    )
 
 
 def _print_checks(checks: list[dict[str, Any]]) -> None:

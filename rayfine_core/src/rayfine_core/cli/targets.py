@@ -39,14 +39,20 @@ def resolve(name_or_id: str, runtime: Optional[str]) -> Target:
     except errors.UnknownEnvironmentError:
         record = None
     if record is not None:
-        return Target(get_runtime(record.runtime), record.container_id, record.name, record, record.env_id)
+        return Target(
+            get_runtime(record.runtime), record.container_id, record.name, record, record.env_id
+        )
     rt = get_runtime(runtime or default_runtime())
     matches = _match(rt.list_containers(OWNED), name_or_id)
     if len(matches) > 1:
         names = ", ".join(c.name for c in matches)
-        raise errors.ValidationError(f"{name_or_id!r} matches several containers ({names}); use a full name.")
+        raise errors.ValidationError(
+            f"{name_or_id!r} matches several containers ({names}); use a full name."
+        )
     if matches:
-        return Target(rt, matches[0].id, matches[0].name, env_id=matches[0].labels.get(labels.ENV_ID))
+        return Target(
+            rt, matches[0].id, matches[0].name, env_id=matches[0].labels.get(labels.ENV_ID)
+        )
     if rt.health(name_or_id).status != "removed":
         raise errors.NotOwnedError(
             f"Container {name_or_id!r} was not started by Rayfine (no {labels.OWNER}={labels.OWNER_VALUE}"
@@ -72,5 +78,8 @@ def detached_targets(runtime: Optional[str]) -> list[Target]:
     user's or another session's (``XDG_STATE_HOME``): ``stop --all`` leaves it,
     ``rayfine stop NAME`` stops it.
     """
-    return [Target(get_runtime(r.runtime), r.container_id, r.name, r, r.env_id)
-            for r in list_detached() if runtime is None or r.runtime == runtime]
+    return [
+        Target(get_runtime(r.runtime), r.container_id, r.name, r, r.env_id)
+        for r in list_detached()
+        if runtime is None or r.runtime == runtime
+    ]

@@ -80,8 +80,10 @@ def main(wheel_dir, target):
             " this version, or use a base image with a supported Python."
             % (", ".join(missing), platform.python_version(), tags[2], tags[3] or "unknown libc")
         )
-    print("rayfine: installed %d distributions for Python %s into %s"
-          % (len(by_project), platform.python_version(), target))
+    print(
+        "rayfine: installed %d distributions for Python %s into %s"
+        % (len(by_project), platform.python_version(), target)
+    )
 
 
 if __name__ == "__main__":

@@ -89,30 +89,30 @@ def square(x: float) -> float:
     return x * x
 '''
 
-INIT_FAILS = '''
+INIT_FAILS = """
 class Actor:
     def __init__(self):
         raise RuntimeError("init exploded")
 
     def ping(self):
         return "pong"
-'''
+"""
 
-IMPORT_FAILS = '''
+IMPORT_FAILS = """
 raise ImportError("env.py cannot import its dependency")
 
 class Actor:
     def ping(self):
         return "pong"
-'''
+"""
 
-SLOW_IMPORT = '''
+SLOW_IMPORT = """
 import time
 time.sleep(120)
 
 def ping():
     return "pong"
-'''
+"""
 
 HTTP_APP = '''
 """An existing FastAPI app with state across calls and no /health route."""

@@ -14,7 +14,9 @@ from .envs import ENVS
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("rayfine")
     group.addoption(
-        "--rayfine-runtime", action="store", default=os.environ.get("RAYFINE_TEST_RUNTIME", "docker"),
+        "--rayfine-runtime",
+        action="store",
+        default=os.environ.get("RAYFINE_TEST_RUNTIME", "docker"),
         help="name of the Rayfine runtime the conformance suite runs against (default: docker).",
     )
 
@@ -32,7 +34,9 @@ def rayfine_runtime(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def rayfine_image(rayfine_runtime: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], str]:
+def rayfine_image(
+    rayfine_runtime: str, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], str]:
     """Build one of the suite's sample environments (see ``envs.py``) and return its tag."""
     import rayfine_core as rf
 
@@ -42,7 +46,9 @@ def rayfine_image(rayfine_runtime: str, tmp_path_factory: pytest.TempPathFactory
         if name not in built:
             env_dir = Path(tmp_path_factory.mktemp(name))
             source = ENVS[name]
-            files: dict[str, str] = dict(source) if isinstance(source, dict) else {"env.py": str(source)}
+            files: dict[str, str] = (
+                dict(source) if isinstance(source, dict) else {"env.py": str(source)}
+            )
             for file_name, content in files.items():
                 (env_dir / file_name).write_text(content)
             tag = f"rayfine-conformance-{name}:{rayfine_runtime}"

@@ -18,13 +18,17 @@ from rayfine_core import errors, labels
 
 
 def owned(runtime: str, env_id: str) -> list:
-    return rf.get_runtime(runtime).list_containers({labels.OWNER: labels.OWNER_VALUE, labels.ENV_ID: env_id})
+    return rf.get_runtime(runtime).list_containers(
+        {labels.OWNER: labels.OWNER_VALUE, labels.ENV_ID: env_id}
+    )
 
 
 @pytest.fixture(scope="module")
 def sink(rayfine_runtime, rayfine_image):
     image = rayfine_image("kitchen-sink")
-    with rf.load_env(image, runtime=rayfine_runtime, env_vars={"SECRET_KEY": "s3cr3t-value", "GREETING": "hi"}) as env:
+    with rf.load_env(
+        image, runtime=rayfine_runtime, env_vars={"SECRET_KEY": "s3cr3t-value", "GREETING": "hi"}
+    ) as env:
         yield env
 
 
@@ -43,16 +47,22 @@ def test_unchanged_rebuild_is_skipped(rayfine_runtime, rayfine_image, tmp_path):
     (tmp_path / "env.py").write_text(ENVS["kitchen-sink"])
     lines: list[str] = []
     tag = rayfine_image("kitchen-sink")
-    image_id = rf.build_image_from_env(tmp_path, tag, runtime=rayfine_runtime, on_output=lines.append)
+    image_id = rf.build_image_from_env(
+        tmp_path, tag, runtime=rayfine_runtime, on_output=lines.append
+    )
     assert any("up to date" in line for line in lines)
     assert image_id == rf.get_runtime(rayfine_runtime).image_id(tag)
 
 
 def test_bad_dockerfile_is_a_build_error_with_output(rayfine_runtime, tmp_path):
     (tmp_path / "env.py").write_text("def f():\n    return 1\n")
-    (tmp_path / "Dockerfile").write_text("ARG RAYFINE_BASE_IMAGE\nFROM ${RAYFINE_BASE_IMAGE}\nRUN exit 7\n")
+    (tmp_path / "Dockerfile").write_text(
+        "ARG RAYFINE_BASE_IMAGE\nFROM ${RAYFINE_BASE_IMAGE}\nRUN exit 7\n"
+    )
     with pytest.raises(errors.ImageBuildError) as info:
-        rf.build_image_from_env(tmp_path, "rayfine-conformance-bad:latest", quiet=True, runtime=rayfine_runtime)
+        rf.build_image_from_env(
+            tmp_path, "rayfine-conformance-bad:latest", quiet=True, runtime=rayfine_runtime
+        )
     assert "exit 7" in str(info.value) or "7" in str(info.value)
 
 
@@ -144,8 +154,10 @@ def test_container_is_labelled_as_ours(sink):
 
 def test_env_vars_are_isolated_between_environments(rayfine_runtime, rayfine_image):
     image = rayfine_image("kitchen-sink")
-    with rf.load_env(image, runtime=rayfine_runtime, env_vars={"GREETING": "a"}) as a, \
-            rf.load_env(image, runtime=rayfine_runtime, env_vars={"GREETING": "b"}) as b:
+    with (
+        rf.load_env(image, runtime=rayfine_runtime, env_vars={"GREETING": "a"}) as a,
+        rf.load_env(image, runtime=rayfine_runtime, env_vars={"GREETING": "b"}) as b,
+    ):
         assert (a.env("GREETING"), b.env("GREETING")) == ("a", "b")
         assert a.name != b.name
 
@@ -185,7 +197,9 @@ def test_env_import_failure_fails_fast_and_leaves_nothing(rayfine_runtime, rayfi
     mark = {"rayfine.test": uuid.uuid4().hex}
     started = time.monotonic()
     with pytest.raises(errors.EnvLoadError, match="cannot import its dependency"):
-        rf.load_env(rayfine_image("import-fails"), runtime=rayfine_runtime, start_timeout=60, labels=mark)
+        rf.load_env(
+            rayfine_image("import-fails"), runtime=rayfine_runtime, start_timeout=60, labels=mark
+        )
     assert time.monotonic() - started < 30
     assert rf.get_runtime(rayfine_runtime).list_containers(mark) == []
 
@@ -194,7 +208,13 @@ def test_health_timeout_reports_logs_and_leaves_nothing(rayfine_runtime, rayfine
     image = rayfine_image("slow-import")
     mark = {"rayfine.test": uuid.uuid4().hex}  # tells this test's container from concurrent runs'
     with pytest.raises(errors.StartTimeout, match="did not become ready within 3s") as info:
-        rf.load_env(image, runtime=rayfine_runtime, start_timeout=3, env_vars={"API_KEY": "do-not-leak-me"}, labels=mark)
+        rf.load_env(
+            image,
+            runtime=rayfine_runtime,
+            start_timeout=3,
+            env_vars={"API_KEY": "do-not-leak-me"},
+            labels=mark,
+        )
     assert "do-not-leak-me" not in str(info.value)
     assert rf.get_runtime(rayfine_runtime).list_containers(mark) == []
 
@@ -254,7 +274,9 @@ def test_http_routes_are_methods_with_state(http_env):
     assert {m.name for m in http_env.list_methods()} >= {"bump", "fail"}
     assert http_env.bump(name="a") == {"name": "a", "value": 1}
     assert http_env.bump(name="a", by=5) == {"name": "a", "value": 6}
-    assert http_env.is_ready()  # the app has no /health: readiness falls back to its OpenAPI document
+    assert (
+        http_env.is_ready()
+    )  # the app has no /health: readiness falls back to its OpenAPI document
 
 
 def test_http_errors(http_env):
@@ -270,7 +292,9 @@ def test_http_errors(http_env):
 
 
 def test_env_type_override_for_an_unlabelled_image(rayfine_runtime, rayfine_image, tmp_path):
-    (tmp_path / "Dockerfile").write_text(f"FROM {rayfine_image('http-app')}\nLABEL {labels.ENV_TYPE}=\"\"\n")
+    (tmp_path / "Dockerfile").write_text(
+        f'FROM {rayfine_image("http-app")}\nLABEL {labels.ENV_TYPE}=""\n'
+    )
     runtime = rf.get_runtime(rayfine_runtime)
     tag = f"rayfine-conformance-unlabelled:{rayfine_runtime}"
     runtime.build(rf.BuildRequest(context_dir=tmp_path, dockerfile="Dockerfile", tag=tag))
@@ -291,19 +315,29 @@ def test_network_none_still_serves_calls(rayfine_runtime, rayfine_image):
 
 def test_resource_limits_are_applied(rayfine_runtime, rayfine_image):
     with rf.load_env(
-        rayfine_image("kitchen-sink"), runtime=rayfine_runtime, mem_limit="256m", pids_limit=64, cpu_limit=0.5,
+        rayfine_image("kitchen-sink"),
+        runtime=rayfine_runtime,
+        mem_limit="256m",
+        pids_limit=64,
+        cpu_limit=0.5,
     ) as env:
         limits = env.cgroup_limits()
         assert limits["memory"] == str(256 * 1024 * 1024)
         assert limits["pids"] == "64"
-        assert limits["cpu"].split()[0] == "50000"  # half of each 100 ms CFS period (v2: "50000 100000")
+        assert (
+            limits["cpu"].split()[0] == "50000"
+        )  # half of each 100 ms CFS period (v2: "50000 100000")
 
 
 def test_published_port_is_loopback_only(rayfine_runtime, rayfine_image):
-    with rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime, transport="tcp") as env:
+    with rf.load_env(
+        rayfine_image("kitchen-sink"), runtime=rayfine_runtime, transport="tcp"
+    ) as env:
         endpoint = env.handle.endpoint
         assert endpoint.unix_socket is None and endpoint.host == "127.0.0.1" and endpoint.port
         assert env.add(1) == 3
         if shutil.which(rayfine_runtime):  # the engine's own view of the binding
-            out = subprocess.run([rayfine_runtime, "port", env.handle.id], capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [rayfine_runtime, "port", env.handle.id], capture_output=True, text=True
+            ).stdout
             assert out.strip().endswith(f"127.0.0.1:{endpoint.port}"), out
