@@ -18,7 +18,7 @@ MEMBERS=(rayfine_core rayfine_docker rayfine_podman rayfine_server)
 # Out-of-tree distributions installed too: the third-party plugin example is
 # tested (tests/test_third_party_plugin.py, conformance --rayfine-runtime example).
 EXTRAS=(examples/rayfine-example-runtime)
-DEV_TOOLS=(pytest pytest-timeout hypothesis httpx mypy)
+DEV_TOOLS=(pytest pytest-timeout pytest-cov hypothesis httpx mypy ruff)
 
 # --- (a) .venv with the workspace installed editable -------------------------
 
@@ -68,6 +68,10 @@ fi
 
 bash "$REPO/scripts/install-engines.sh" "$@"
 bash "$REPO/scripts/make-base-image.sh" "$@" "$BASE_IMAGE"
+
+# The wheels every function-based image gets, downloaded once on the host (cached).
+.venv/bin/python -c "from rayfine_core.build.wheelhouse import ensure_wheels; ensure_wheels(print)" \
+    || die "could not download the server's wheels (see above)"
 
 log "done. Environments run on the base image; to pick it explicitly:"
 echo "RAYFINE_BASE_IMAGE=$BASE_IMAGE"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: set everything up, run the unit
-# and server tests, then the runtime conformance suite against every runtime,
-# then check that no Rayfine container was left behind.
+# The whole test suite, from a fresh machine: set everything up, check style
+# and types, run the offline tests (no engine), then the engine tests and the
+# runtime conformance suite against every runtime, then check that no
+# Rayfine container was left behind.
 #
 #   bash scripts/test.sh [extra pytest args]
 set -euo pipefail
@@ -18,14 +19,22 @@ run() {  # run NAME PYTEST-ARGS...: one pytest session, recorded for the summary
     .venv/bin/pytest -q -p no:cacheprovider --junitxml="$reports/$name.xml" "$@" || status=1
 }
 
-echo "[rayfine] === types (mypy) ==="
+echo "[rayfine] === style (ruff format) and types (mypy) ==="
+.venv/bin/ruff format --check --quiet . || { echo "[rayfine] run: .venv/bin/ruff format ."; status=1; }
 .venv/bin/mypy rayfine_core/src rayfine_docker/src rayfine_podman/src rayfine_server/src || status=1
-run unit tests rayfine_server/tests "$@"
-for runtime in docker podman example; do
+
+# Offline: no engine may be touched (tests/conftest.py refuses it); coverage of the core's life.
+# (-p no:rayfine: the conformance plugin is not needed here, and loading it before coverage
+# starts would hide the core's import-time lines from the report.)
+run offline -m "not engine" -p no:rayfine tests \
+    --cov=rayfine_core.environment --cov-report=term --cov-fail-under=85 "$@"
+run server -p no:rayfine rayfine_server/tests "$@"  # in process; a tracer would skew its timeouts
+run engine-docker tests/engine --rayfine-runtime docker "$@"
+for runtime in docker podman example process; do
     run "conformance-$runtime" --pyargs rayfine_core.testing --rayfine-runtime "$runtime" "$@"
 done
-# The unit run covered these on docker; the same fault and bad-input tests on podman.
-run faults-podman tests/test_faults.py tests/test_bad_input.py --rayfine-runtime podman "$@"
+# The engine run covered these on docker; the same fault and bad-input tests on podman.
+run engine-podman tests/engine/test_faults.py tests/engine/test_bad_input.py --rayfine-runtime podman "$@"
 
 leaks="$(docker ps -aq --filter label=rayfine.owner=rayfine; podman ps -aq --filter label=rayfine.owner=rayfine)"
 if [ -n "$leaks" ]; then

@@ -4,22 +4,32 @@
 >>> rf.build_image_from_env("environments/affine", "affine:latest")
 >>> with rf.load_env("affine:latest", env_vars={"CHUTES_API_KEY": "..."}) as env:
 ...     env.evaluate(task_type="sat", num_samples=5)
+
+Layers, each importing only those below it: ``api``/``aio`` (the public
+functions) -> ``environment`` (the life of one environment) -> ``transport``
+(HTTP to its server), ``runtime`` (the engine interface), ``plugins`` (hooks,
+runtimes by name); ``build`` makes images; ``cli`` is the ``rayfine`` command.
 """
 
 from __future__ import annotations
 
 from . import errors
-from .api import cleanup_all_environments, get_environment, list_active_environments, load_env
-from .async_api import acleanup_all_environments, aget_environment, aload_env, aload_envs
-from .async_environment import AsyncEnvironment
-from .build import build_image_from_env
-from .environment import Environment
+from .aio import acleanup_all_environments, aget_environment, aload_env, aload_envs
+from .api import (
+    attach,
+    cleanup_all_environments,
+    get_environment,
+    list_active_environments,
+    load_env,
+)
+from .build.builder import build_image_from_env
+from .environment.faces import AsyncEnvironment, Environment
 from .errors import RayfineError
-from .hookspecs import hookimpl
-from .plugins import available_runtimes, get_runtime
-from .protocol import MethodInfo, Param
-from .runtime import Runtime
-from .types import (
+from .plugins.hookspecs import CallInfo, hookimpl
+from .plugins.manager import available_runtimes, get_runtime
+from .runtime import labels
+from .runtime.base import Capabilities, Runtime
+from .runtime.types import (
     BuildRequest,
     ContainerHandle,
     ContainerRecord,
@@ -29,13 +39,17 @@ from .types import (
     Limits,
     RuntimeSpec,
     StartRequest,
+    TLSConfig,
 )
+from .transport.protocol import MethodInfo, Param
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncEnvironment",
     "BuildRequest",
+    "CallInfo",
+    "Capabilities",
     "ContainerHandle",
     "ContainerRecord",
     "ContainerState",
@@ -49,10 +63,12 @@ __all__ = [
     "Runtime",
     "RuntimeSpec",
     "StartRequest",
+    "TLSConfig",
     "acleanup_all_environments",
     "aget_environment",
     "aload_env",
     "aload_envs",
+    "attach",
     "available_runtimes",
     "build_image_from_env",
     "cleanup_all_environments",
@@ -60,6 +76,7 @@ __all__ = [
     "get_environment",
     "get_runtime",
     "hookimpl",
+    "labels",
     "list_active_environments",
     "load_env",
 ]

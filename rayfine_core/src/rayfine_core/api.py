@@ -1,14 +1,18 @@
-"""The public functions: build an image, load an environment, manage the active ones."""
+"""The blocking public functions: load an environment, reach a detached one, manage the active ones."""
 
 from __future__ import annotations
 
 import inspect
 from typing import Any, Mapping, Optional
 
-from . import errors, flows, lifecycle, registry, steps
-from .environment import Environment
-from .options import EnvOptions
-from .types import EnvType, Limits
+from . import errors
+from .environment import registry, statefiles
+from .environment.faces import Environment
+from .environment.life import Life
+from .environment.options import DEFAULT_MEM_LIMIT, DEFAULT_PIDS_LIMIT, EnvOptions
+from .environment.steps import run
+from .plugins.manager import get_runtime
+from .runtime.types import SERVER_USER, EnvType, Limits
 
 
 def load_env(
@@ -17,24 +21,27 @@ def load_env(
     container_name: Optional[str] = None,
     http_port: Optional[int] = None,
     env_vars: Optional[Mapping[str, Any]] = None,
-    env_type: "EnvType | str | None" = None,
+    env_type: EnvType | str | None = None,
     runtime: str = "docker",
     *,
     start_timeout: float = 60.0,
-    mem_limit: Optional[str] = None,
+    mem_limit: Optional[str] = DEFAULT_MEM_LIMIT,
     cpu_limit: Optional[float] = None,
-    pids_limit: Optional[int] = None,
+    pids_limit: Optional[int] = DEFAULT_PIDS_LIMIT,
     network: Optional[str] = None,
     cap_add: tuple[str, ...] = (),
     transport: str = "auto",
     restart: bool = False,
     labels: Optional[Mapping[str, str]] = None,
+    user: Optional[str] = SERVER_USER,
+    isolation: str = "container",
+    runtime_options: Optional[Mapping[str, Any]] = None,
 ) -> Environment:
     """Start a container from ``image`` and return the environment running in it.
 
     :param image: an image built by :func:`build_image_from_env` (or, with
         ``env_type="http_based"``, any image whose CMD serves a FastAPI app).
-    :param mode: ``"local"``: run the container on this host's engine.
+    :param mode: ``"local"``: run the container with a runtime of this host.
     :param container_name: container name (default ``rayfine-<image>-<id>``).
     :param http_port: publish the server on this 127.0.0.1 port (default: a
         private Unix socket for function-based envs, any free port otherwise).
@@ -43,17 +50,27 @@ def load_env(
     :param env_type: override the image's ``rayfine.env_type`` label.
     :param runtime: which runtime plugin runs the container, by name.
     :param start_timeout: seconds to wait for the server to answer.
-    :param mem_limit: memory cap such as ``"1g"``; ``cpu_limit``: CPUs;
-        ``pids_limit``: max processes.
+    :param mem_limit: memory cap such as ``"1g"`` (None: no cap).
+    :param cpu_limit: CPUs (None: no cap).
+    :param pids_limit: max processes and threads (None: no cap).
     :param network: engine network mode; ``"none"`` cuts the container off.
     :param cap_add: Linux capabilities to keep (all are dropped by default).
     :param transport: ``"auto"``, ``"unix"`` or ``"tcp"``.
     :param restart: start a fresh container when the old one dies mid-call.
     :param labels: extra container labels.
+    :param user: ``uid:gid`` (or name) the server runs as; ``"root"`` for
+        environments that need it, None for the image's own user.
+    :param isolation: ``"container"``, or a stronger level the runtime offers.
+    :param runtime_options: settings only this runtime understands (passed through).
+    :raises ValidationError: a bad argument (before any engine work).
+    :raises ImageNotFoundError: the image is not there (Rayfine never pulls).
+    :raises StartError: the container could not start (``EnvLoadError``: env.py
+        failed to import; ``StartTimeout``: the server never answered).
+    :raises EngineUnavailableError: the engine cannot be reached.
     """
-    options = options_from(locals())  # locals() here: exactly the parameters above
-    env = Environment(options, lifecycle.prepare(options))
-    steps.run(flows.start(env), env)
+    life = Life(options_from(locals()), get_runtime(runtime))  # locals(): exactly the parameters
+    env = Environment(life)
+    run(life.start())
     return env
 
 
@@ -75,14 +92,46 @@ def options_from(arguments: Mapping[str, Any]) -> EnvOptions:
         transport=a["transport"],
         restart=a["restart"],
         labels=dict(a["labels"] or {}),
+        user=a["user"],
+        isolation=a["isolation"],
+        runtime_options=dict(a["runtime_options"] or {}),
     )
 
 
 def bind_options(*args: Any, **kwargs: Any) -> EnvOptions:
     """Validated settings from arguments given as :func:`load_env` takes them."""
-    bound = inspect.signature(load_env).bind(*args, **kwargs)
+    try:
+        bound = inspect.signature(load_env).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise errors.ValidationError(f"{exc}; see help(load_env).") from None
     bound.apply_defaults()
     return options_from(bound.arguments)
+
+
+def attach(name_or_id: str, runtime: Optional[str] = None) -> Environment:
+    """Reconnect to a detached environment, by container name, env id, or container-id prefix.
+
+    The environment is not bound to this process: it keeps running when the
+    process exits, unless you call ``cleanup()`` (which stops it and deletes
+    its state file).
+
+    :param name_or_id: what ``rayfine run`` printed, or the ``container_name``.
+    :param runtime: only look at environments of this runtime.
+    :raises UnknownEnvironmentError: nothing detached by that name, or its
+        container is gone (its stale state file is then deleted).
+    :raises ContainerDiedError: the container exists but has stopped.
+    """
+    record = statefiles.find(name_or_id, runtime)
+    options = EnvOptions(
+        image=record.image,
+        runtime=record.runtime,
+        container_name=record.name,
+        env_type=record.env_type,
+    )
+    life = Life(options, get_runtime(record.runtime), env_id=record.env_id)
+    env = Environment(life)
+    run(life.attach(record))
+    return env
 
 
 def list_active_environments() -> list[str]:
@@ -91,15 +140,15 @@ def list_active_environments() -> list[str]:
 
 
 def get_environment(env_id: str) -> Environment:
-    """The active environment with this id (raises UnknownEnvironmentError)."""
-    env = registry.get(env_id)
-    if not isinstance(env, Environment):
+    """The active blocking environment with this id (raises UnknownEnvironmentError)."""
+    face = registry.get(env_id).face
+    if not isinstance(face, Environment):
         raise errors.UnknownEnvironmentError(
             f"{env_id!r} is an async environment; use aget_environment()."
         )
-    return env
+    return face
 
 
 def cleanup_all_environments() -> int:
     """Stop every environment this process started; return how many."""
-    return registry.cleanup_all("cleanup")
+    return registry.stop_all("cleanup")

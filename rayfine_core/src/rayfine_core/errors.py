@@ -49,6 +49,10 @@ class UnknownEnvironmentError(ValidationError, LookupError):
     """No active environment has the given id."""
 
 
+class PluginError(RayfineError):
+    """A plugin is broken (a misspelt hook) or refused an operation in one of its hooks."""
+
+
 # --- the container engine ----------------------------------------------------
 
 
@@ -92,16 +96,37 @@ class EnvLoadError(StartError):
 
 
 class ContainerDiedError(RuntimeFailure):
-    """The container stopped while a call was in flight."""
+    """The container stopped, was removed, or its server stopped answering, while in use.
 
-    def __init__(self, message: str, exit_code: Optional[int], oom_killed: bool, logs: str) -> None:
+    ``exit_code`` and ``oom_killed`` say how it ended when it exited; both are
+    None/False when it was removed by someone else or its server went silent
+    (the message says which).
+    """
+
+    def __init__(
+        self, message: str, exit_code: Optional[int], oom_killed: bool, logs: str = ""
+    ) -> None:
         self.exit_code = exit_code
         self.oom_killed = oom_killed
         self.logs = logs
-        detail = f" (exit code {exit_code}{', killed: out of memory' if oom_killed else ''})"
+        detail = ""
+        if exit_code is not None:
+            detail = f" (exit code {exit_code}{', killed: out of memory' if oom_killed else ''})"
         super().__init__(
             message + detail + (f"\n--- container log (last lines) ---\n{logs}" if logs else "")
         )
+
+
+class ContainerPausedError(RuntimeFailure):
+    """The container has been paused (``docker pause``) for longer than a call may wait."""
+
+
+class ServerOverloadedError(RuntimeFailure):
+    """The server in the container cannot take the call: every worker thread is stuck."""
+
+
+class CapacityError(RuntimeFailure):
+    """A host-wide or pool limit is reached and stayed reached for the caller's whole wait."""
 
 
 # --- time --------------------------------------------------------------------
@@ -123,7 +148,22 @@ class CallTimeout(RayfineTimeout):
 
 
 class TransportError(RayfineError, ConnectionError):
-    """The HTTP exchange with the container failed (refused, reset, bad response)."""
+    """The HTTP exchange with the container failed (refused, reset, bad response).
+
+    ``connect_failed`` is True when no connection could be opened at all.
+    """
+
+    def __init__(self, message: str, *, connect_failed: bool = False) -> None:
+        self.connect_failed = connect_failed
+        super().__init__(message)
+
+
+class ResponseTooLargeError(TransportError):
+    """An answer exceeded the client's size cap (``RAYFINE_MAX_RESPONSE_BYTES``)."""
+
+
+class RequestTooLargeError(ValidationError):
+    """A call's arguments exceed the size cap; refused before (or instead of) sending."""
 
 
 class EnvironmentClosedError(RayfineError):
@@ -180,4 +220,23 @@ class InvalidArgumentsError(RemoteError, TypeError):
 
 
 class ResultNotSerializableError(RemoteError):
-    """The method returned something that cannot be encoded as JSON."""
+    """The method returned something that cannot be encoded as JSON (or decoded: too deep)."""
+
+
+# --- sessions ------------------------------------------------------------------
+
+
+class SessionError(RayfineError):
+    """A session could not be opened or used."""
+
+
+class SessionCapacityError(SessionError):
+    """The container already holds as many sessions as it may (``max_sessions``)."""
+
+
+class UnknownSessionError(SessionError, LookupError):
+    """The server knows no session of that id."""
+
+
+class SessionClosedError(SessionError):
+    """The session was closed, or expired after being idle too long."""

@@ -6,7 +6,7 @@ from collections import deque
 from typing import Any, Iterable, Mapping
 
 from rayfine_core.errors import ImageBuildError
-from rayfine_core.types import BuildRequest
+from rayfine_core.runtime.types import BuildRequest
 
 
 def consume_build_stream(stream: Iterable[Mapping[str, Any]], request: BuildRequest) -> None:

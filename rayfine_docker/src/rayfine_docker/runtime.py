@@ -1,76 +1,107 @@
 """The Docker runtime: images and containers through the docker SDK.
 
 The SDK is imported when the runtime is first used, so listing plugins
-needs neither the SDK's import cost nor a running daemon.
+needs neither the SDK's import cost nor a running daemon.  Every request
+has a deadline (``RAYFINE_ENGINE_TIMEOUT``; builds get their own, longer
+one), and losing the daemon is :class:`EngineUnavailableError` from every
+method.
 """
 
 from __future__ import annotations
 
 import codecs
 import os
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
 
 from rayfine_core import errors
-from rayfine_core.engine_api import (
+from rayfine_core.runtime.base import Capabilities, Runtime, engine_timeout
+from rayfine_core.runtime.engine_api import (
     LazyClient,
     container_record,
     container_state,
+    engine_errors,
+    is_bad_reference,
     limit_options,
+    ours,
     published_port,
 )
-from rayfine_core.runtime import Runtime
-from rayfine_core.types import (
-    SOCKET_MOUNT,
+from rayfine_core.runtime.types import (
+    RUN_MOUNT,
     BuildRequest,
     ContainerHandle,
     ContainerRecord,
     ContainerState,
     Endpoint,
     StartRequest,
+    check_reference,
 )
 
 from .build_stream import consume_build_stream
+
+T = TypeVar("T")
+BUILD_TIMEOUT = 3600
+"""Seconds a build may stay silent (a long RUN step) before the daemon counts as lost."""
+_FIX = (
+    "Start it (e.g. `dockerd &` or `systemctl start docker`), or set DOCKER_HOST /"
+    " RAYFINE_DOCKER_HOST."
+)
 
 
 class DockerRuntime(Runtime):
     """Runs environments on a Docker Engine (``DOCKER_HOST`` or ``RAYFINE_DOCKER_HOST``)."""
 
     name = "docker"
+    capabilities = Capabilities(unix_socket=True, follow_logs=True, engine_url_option="base_url")
 
     def __init__(self, base_url: Optional[str] = None) -> None:
         self._base_url = base_url or os.environ.get("RAYFINE_DOCKER_HOST")
-        self._client: LazyClient[Any] = LazyClient(self._connect)
+        self._client: LazyClient[Any] = LazyClient(lambda: self._connect(engine_timeout()))
+        self._builder: LazyClient[Any] = LazyClient(lambda: self._connect(BUILD_TIMEOUT))
 
     @property
     def client(self) -> Any:
         """The ``docker.DockerClient``, connected on first use."""
         return self._client.get()
 
-    def _connect(self) -> Any:
+    def _connect(self, timeout: float) -> Any:
         import docker
 
         try:
-            client = (
-                docker.DockerClient(base_url=self._base_url)
-                if self._base_url
-                else docker.from_env()
-            )
+            if self._base_url:
+                client = docker.DockerClient(base_url=self._base_url, timeout=int(timeout))
+            else:
+                client = docker.from_env(timeout=int(timeout))
             client.ping()
         except Exception as exc:
             where = self._base_url or os.environ.get("DOCKER_HOST") or "the local socket"
             raise errors.EngineUnavailableError(
-                f"Cannot reach the Docker daemon at {where}: {exc}. Start it (e.g. `dockerd &` or"
-                " `systemctl start docker`), or set DOCKER_HOST / RAYFINE_DOCKER_HOST."
+                f"Cannot reach the Docker daemon at {where}: {type(exc).__name__}. {_FIX}"
             ) from exc
         return client
+
+    def _do(self, action: Callable[[], T]) -> T:
+        """Run an engine request; a lost daemon is EngineUnavailableError, a bad reference ValidationError."""
+        from docker.errors import APIError
+
+        with engine_errors("Docker", _FIX):
+            try:
+                return action()
+            except APIError as exc:
+                if exc.status_code == 400 and is_bad_reference(str(exc.explanation or exc)):
+                    raise errors.ValidationError(
+                        f"Docker rejects the image reference: {exc.explanation}"
+                    ) from None
+                raise
 
     # -- images ---------------------------------------------------------------
 
     def build(self, request: BuildRequest) -> str:
         from docker.errors import APIError
 
-        try:
-            stream = self.client.api.build(
+        builder = self._builder.get()
+
+        def run() -> str:
+            stream = builder.api.build(
                 path=str(request.context_dir),
                 dockerfile=request.dockerfile,
                 tag=request.tag,
@@ -82,25 +113,27 @@ class DockerRuntime(Runtime):
                 decode=True,
             )
             consume_build_stream(stream, request)
-            return self.client.images.get(request.tag).id
+            return str(builder.images.get(request.tag).id)
+
+        try:
+            return self._do(run)
         except APIError as exc:
             raise errors.ImageBuildError(
                 f"Docker could not build {request.tag!r}: {exc.explanation or exc}"
             ) from exc
 
     def image_id(self, image: str) -> str:
-        from docker.errors import ImageNotFound
-
-        try:
-            return str(self.client.images.get(image).id)
-        except ImageNotFound:
-            raise _image_not_found(image) from None
+        return str(self._image(image).id)
 
     def image_labels(self, image: str) -> dict[str, str]:
+        return dict(self._image(image).labels or {})
+
+    def _image(self, image: str) -> Any:
         from docker.errors import ImageNotFound
 
+        check_reference(image)
         try:
-            return dict(self.client.images.get(image).labels or {})
+            return self._do(lambda: self.client.images.get(image))
         except ImageNotFound:
             raise _image_not_found(image) from None
 
@@ -109,9 +142,10 @@ class DockerRuntime(Runtime):
     def start(self, request: StartRequest) -> ContainerHandle:
         from docker.errors import APIError, ImageNotFound
 
+        check_reference(request.image)
         kwargs = self._run_kwargs(request)
         try:
-            container = self.client.containers.run(**kwargs)
+            container = self._do(lambda: self.client.containers.run(**kwargs))
         except ImageNotFound:
             raise _image_not_found(request.image) from None
         except APIError as exc:
@@ -121,7 +155,7 @@ class DockerRuntime(Runtime):
             ) from exc
         endpoint = request.socket_endpoint()
         if endpoint is None:
-            container.reload()
+            self._do(container.reload)
             endpoint = Endpoint(port=published_port(self, container.id, container.attrs, request))
         return ContainerHandle(
             id=container.id, name=request.name, endpoint=endpoint, runtime=self.name
@@ -132,10 +166,10 @@ class DockerRuntime(Runtime):
         from docker.errors import NotFound
 
         try:
-            found = self.client.api.inspect_container(request.name)
+            found = self._do(lambda: self.client.api.inspect_container(request.name))
         except NotFound:
             return
-        if (found.get("Config") or {}).get("Labels", {}) == request.labels:
+        if ours((found.get("Config") or {}).get("Labels") or {}, request):
             self.stop(found["Id"], timeout=0)
 
     def _run_kwargs(self, request: StartRequest) -> dict[str, Any]:
@@ -149,10 +183,11 @@ class DockerRuntime(Runtime):
             cap_drop=["ALL"],
             cap_add=list(request.cap_add) or None,
             command=request.command,
+            user=request.user,
         )
-        if request.socket_dir is not None:
-            kwargs["volumes"] = {str(request.socket_dir): {"bind": SOCKET_MOUNT, "mode": "rw"}}
-        else:
+        if request.run_dir is not None:
+            kwargs["volumes"] = {str(request.run_dir): {"bind": RUN_MOUNT, "mode": "rw"}}
+        if request.socket_endpoint() is None:
             kwargs["ports"] = {f"{request.container_port}/tcp": ("127.0.0.1", request.host_port)}
         if request.network:
             kwargs["network_mode"] = request.network
@@ -163,31 +198,38 @@ class DockerRuntime(Runtime):
         from docker.errors import NotFound
 
         try:
-            return container_state(self.client.api.inspect_container(container_id)["State"])
+            inspected = self._do(lambda: self.client.api.inspect_container(container_id))
         except NotFound:
             return ContainerState(running=False, status="removed")
+        return container_state(inspected["State"])
 
     def logs(self, container_id: str, tail: int = 50) -> str:
         from docker.errors import NotFound
 
         try:
-            return self.client.api.logs(container_id, tail=tail).decode(errors="replace")
+            raw = self._do(lambda: self.client.api.logs(container_id, tail=tail))
         except NotFound:
             return ""
+        return bytes(raw).decode(errors="replace")
 
     def follow_logs(self, container_id: str, tail: int = 50) -> Iterator[str]:
         from docker.errors import NotFound
 
         try:
-            stream = self.client.api.logs(container_id, stream=True, follow=True, tail=max(tail, 0))
+            stream = self._do(
+                lambda: self.client.api.logs(
+                    container_id, stream=True, follow=True, tail=max(tail, 0)
+                )
+            )
         except NotFound:
             return
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pending = ""
-        for chunk in stream:  # ends when the container stops
-            pending += decoder.decode(chunk)
-            *lines, pending = pending.split("\n")
-            yield from (line + "\n" for line in lines)
+        with engine_errors("Docker", _FIX):
+            for chunk in stream:  # ends when the container stops
+                pending += decoder.decode(chunk)
+                *lines, pending = pending.split("\n")
+                yield from (line + "\n" for line in lines)
         pending += decoder.decode(b"", final=True)
         if pending:
             yield pending
@@ -195,10 +237,13 @@ class DockerRuntime(Runtime):
     def stop(self, container_id: str, timeout: float = 5.0) -> None:
         from docker.errors import APIError, NotFound
 
-        try:
+        def run() -> None:
             if timeout > 0:
                 self.client.api.stop(container_id, timeout=max(1, int(timeout)))
             self.client.api.remove_container(container_id, force=True, v=True)
+
+        try:
+            self._do(run)
         except NotFound:
             pass
         except APIError as exc:
@@ -209,18 +254,17 @@ class DockerRuntime(Runtime):
 
     def list_containers(self, labels: Mapping[str, str]) -> list[ContainerRecord]:
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
-        return [
-            container_record(c, self.name, created=c.get("Created"))
-            for c in self.client.api.containers(all=True, filters=filters)
-        ]
+        found = self._do(lambda: self.client.api.containers(all=True, filters=filters))
+        return [container_record(c, self.name, created=c.get("Created")) for c in found]
 
     def version(self) -> str:
-        return str(self.client.version().get("Version", "unknown"))
+        return str(self._do(self.client.version).get("Version", "unknown"))
 
     def close(self) -> None:
-        client = self._client.reset()
-        if client is not None:
-            client.close()
+        for lazy in (self._client, self._builder):
+            client = lazy.reset()
+            if client is not None:
+                client.close()
 
 
 def _image_not_found(image: str) -> errors.ImageNotFoundError:

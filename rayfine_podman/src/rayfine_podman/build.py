@@ -12,7 +12,7 @@ from collections import deque
 from typing import Any, Iterable
 
 from rayfine_core.errors import ImageBuildError
-from rayfine_core.types import BuildRequest
+from rayfine_core.runtime.types import BuildRequest
 
 
 def stream_build(client: Any, request: BuildRequest) -> None:

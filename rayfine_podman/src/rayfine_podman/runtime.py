@@ -14,22 +14,26 @@ from datetime import datetime
 from typing import Any, Iterator, Mapping, Optional
 
 from rayfine_core import errors
-from rayfine_core.engine_api import (
+from rayfine_core.runtime.base import Capabilities, Runtime, engine_timeout
+from rayfine_core.runtime.engine_api import (
     LazyClient,
     container_record,
     container_state,
+    is_bad_reference,
     limit_options,
+    ours,
     published_port,
+    unreachable_error,
 )
-from rayfine_core.runtime import Runtime
-from rayfine_core.types import (
-    SOCKET_MOUNT,
+from rayfine_core.runtime.types import (
+    RUN_MOUNT,
     BuildRequest,
     ContainerHandle,
     ContainerRecord,
     ContainerState,
     Endpoint,
     StartRequest,
+    check_reference,
 )
 
 from . import logs
@@ -37,6 +41,12 @@ from .build import stream_build
 from .references import exact_name, matches
 from .service import PodmanService, redact
 
+BUILD_TIMEOUT = 3600
+"""Seconds a build may stay silent (a long RUN step) before the service counts as lost."""
+_FIX = (
+    "Check that the podman service still runs (`podman system service`), or set"
+    " RAYFINE_PODMAN_URL / CONTAINER_HOST."
+)
 _NETWORK_MODES = ("none", "host", "bridge", "private", "slirp4netns", "pasta")
 _RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
 
@@ -45,10 +55,15 @@ class PodmanRuntime(Runtime):
     """Runs environments on Podman (``RAYFINE_PODMAN_URL``, ``CONTAINER_HOST``, or a found/started service)."""
 
     name = "podman"
+    # Podman 4.3 on cgroup v1 (this project's CI) reports an OOM kill only as exit code 137.
+    capabilities = Capabilities(
+        unix_socket=True, follow_logs=True, oom_flag=False, engine_url_option="base_url"
+    )
 
     def __init__(self, base_url: Optional[str] = None) -> None:
         self._service = PodmanService(base_url)
-        self._client: LazyClient[Any] = LazyClient(self._connect)
+        self._client: LazyClient[Any] = LazyClient(lambda: self._connect(engine_timeout()))
+        self._builder: LazyClient[Any] = LazyClient(lambda: self._connect(BUILD_TIMEOUT))
         self._tails: Optional[bool] = None
 
     @property
@@ -56,12 +71,12 @@ class PodmanRuntime(Runtime):
         """The ``podman.PodmanClient``, connected (and the service found or started) on first use."""
         return self._client.get()
 
-    def _connect(self) -> Any:
+    def _connect(self, timeout: float) -> Any:
         import podman
 
         url = self._service.resolve()
         try:
-            client = podman.PodmanClient(base_url=url)
+            client = podman.PodmanClient(base_url=url, timeout=int(timeout))
             if not client.ping():
                 raise RuntimeError("the service did not answer /_ping")
         except Exception as exc:
@@ -79,10 +94,10 @@ class PodmanRuntime(Runtime):
         from podman.errors import APIError
 
         try:
-            stream_build(self.client, request)
+            with _engine_errors():
+                stream_build(self._builder.get(), request)
             return str(self._image(request.tag).id)
         except APIError as exc:
-            _raise_if_unreachable(exc)
             raise errors.ImageBuildError(
                 f"Podman could not build {request.tag!r}: {_explain(exc)}"
             ) from exc
@@ -97,8 +112,10 @@ class PodmanRuntime(Runtime):
         """The local image ``reference`` names, as Docker would resolve it (see :mod:`.references`)."""
         from podman.errors import APIError, ImageNotFound, NotFound
 
+        check_reference(reference)
         try:
-            image = self.client.images.get(reference)
+            with _engine_errors():
+                image = self.client.images.get(reference)
         except (ImageNotFound, NotFound):
             raise _image_not_found(reference) from None
         except APIError as exc:
@@ -118,20 +135,23 @@ class PodmanRuntime(Runtime):
         image = self._image(request.image)
         created = None
         try:
-            created = self.client.containers.create(
-                **self._create_kwargs(request, exact_name(request.image, image))
-            )
-            created.start()
+            with _engine_errors():
+                created = self.client.containers.create(
+                    **self._create_kwargs(request, exact_name(request.image, image))
+                )
+                created.start()
         except APIError as exc:
-            _raise_if_unreachable(exc)
             if created is not None:  # never touch a same-named container that is not ours
                 self.stop(created.id, timeout=0)
+            else:
+                self._remove_if_ours(request)
             raise errors.StartError(
                 f"Podman could not start {request.name!r}: {_explain(exc)}"
             ) from exc
         endpoint = request.socket_endpoint()
         if endpoint is None:
-            created.reload()
+            with _engine_errors():
+                created.reload()
             endpoint = Endpoint(port=published_port(self, created.id, created.attrs, request))
         return ContainerHandle(
             id=created.id, name=request.name, endpoint=endpoint, runtime=self.name
@@ -146,19 +166,21 @@ class PodmanRuntime(Runtime):
             no_new_privileges=True,
             cap_drop=["ALL"],
             command=request.command,
+            user=request.user,
         )
         if request.cap_add:
             kwargs["cap_add"] = list(request.cap_add)
-        if request.socket_dir is not None:
-            # "Z": relabel the private socket dir so SELinux lets the container write it.
+        if request.run_dir is not None:
+            # "Z": relabel the private dir so SELinux lets the container write it; nosuid and
+            # nodev: whatever the container writes there cannot become a setuid file or a device.
             kwargs["volumes"] = {
-                str(request.socket_dir): {
-                    "bind": SOCKET_MOUNT,
+                str(request.run_dir): {
+                    "bind": RUN_MOUNT,
                     "mode": "rw",
-                    "extended_mode": ["Z"],
+                    "extended_mode": ["Z", "nosuid", "nodev"],
                 }
             }
-        else:
+        if request.socket_endpoint() is None:
             host = {"ip": "127.0.0.1", **({"port": request.host_port} if request.host_port else {})}
             kwargs["ports"] = {f"{request.container_port}/tcp": host}
         if request.network:
@@ -194,25 +216,44 @@ class PodmanRuntime(Runtime):
         from podman.errors import APIError, NotFound
 
         try:
-            if timeout > 0:
-                self.client.api.post(
-                    f"/containers/{container_id}/stop",
-                    params={"timeout": max(1, int(timeout))},
-                ).raise_for_status()
-            # timeout=0: kill now; a forced removal otherwise waits out the stop timeout (10 s).
-            self.client.api.delete(
-                f"/containers/{container_id}",
-                params={"force": True, "v": True, "timeout": 0},
-            ).raise_for_status()
+            with _engine_errors():
+                self._remove(container_id, timeout)
         except NotFound:
             pass
         except APIError as exc:
-            _raise_if_unreachable(exc)
             # A concurrent removal (cleanup racing a restart) is success too.
-            if exc.status_code != 409 and self.client.containers.exists(container_id):
+            if exc.status_code != 409 and self._exists(container_id):
                 raise errors.RuntimeFailure(
                     f"Podman could not remove {container_id[:12]}: {_explain(exc)}"
                 ) from exc
+
+    def _exists(self, container_id: str) -> bool:
+        with _engine_errors():
+            return bool(self.client.containers.exists(container_id))
+
+    def _remove(self, container_id: str, timeout: float) -> None:
+        if timeout > 0:
+            self.client.api.post(
+                f"/containers/{container_id}/stop",
+                params={"timeout": max(1, int(timeout))},
+            ).raise_for_status()
+        # timeout=0: kill now; a forced removal otherwise waits out the stop timeout (10 s).
+        self.client.api.delete(
+            f"/containers/{container_id}",
+            params={"force": True, "v": True, "timeout": 0},
+        ).raise_for_status()
+
+    def _remove_if_ours(self, request: StartRequest) -> None:
+        """Remove what a failed create left under ``request.name``, never a namesake not ours."""
+        from podman.errors import NotFound
+
+        try:
+            with _engine_errors():
+                found = self.client.containers.get(request.name)
+        except NotFound:
+            return
+        if ours(found.labels or {}, request):
+            self.stop(found.id, timeout=0)
 
     def list_containers(self, labels: Mapping[str, str]) -> list[ContainerRecord]:
         # podman-py's list() mangles a list of label filters, so ask the API directly.
@@ -233,9 +274,10 @@ class PodmanRuntime(Runtime):
             return str(self.client.version().get("Version", "unknown"))
 
     def close(self) -> None:
-        client = self._client.reset()
-        if client is not None:
-            client.close()
+        for lazy in (self._client, self._builder):
+            client = lazy.reset()
+            if client is not None:
+                client.close()
         with self._client.lock:  # not while another thread connects to the service
             self._tails = None  # the next service may be another version
             self._service.close()
@@ -259,22 +301,31 @@ def _explain(exc: Any) -> str:
 
 @contextlib.contextmanager
 def _engine_errors() -> Iterator[None]:
-    """Turn a lost connection into EngineUnavailableError; other API errors pass through."""
+    """A lost or frozen service is EngineUnavailableError, a malformed reference ValidationError;
+    other API errors pass through."""
     from podman.errors import APIError
 
     try:
         yield
+    except errors.RayfineError:
+        raise
     except APIError as exc:
         _raise_if_unreachable(exc)
+        if is_bad_reference(_explain(exc)):
+            raise errors.ValidationError(f"Podman rejects the reference: {_explain(exc)}") from None
         raise
+    except Exception as exc:
+        lost = unreachable_error(exc)
+        if lost is None:
+            raise
+        raise errors.EngineUnavailableError(f"Podman: {lost} {_FIX}") from exc
 
 
 def _raise_if_unreachable(exc: Any) -> None:
     """An APIError without a response means the service itself could not be reached."""
     if getattr(exc, "response", None) is None:
         raise errors.EngineUnavailableError(
-            f"Lost the connection to the podman service: {exc}. Check that it still runs"
-            " (`podman system service`), or set RAYFINE_PODMAN_URL / CONTAINER_HOST."
+            f"Lost the connection to the podman service: {exc}. {_FIX}"
         ) from exc
 
 

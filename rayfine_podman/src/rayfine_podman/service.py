@@ -10,7 +10,6 @@ killed without running its exit handlers.
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import signal
@@ -131,7 +130,6 @@ class PodmanService:
         finally:
             stderr.close()
         self.started_here = True
-        atexit.register(self._stop_at_exit)
         self._wait_until_ready(url)
         return url
 
@@ -160,14 +158,6 @@ class PodmanService:
             return ""
         return "\n".join(lines[-20:])
 
-    def _stop_at_exit(self) -> None:
-        # Environments on this service must go before it does; atexit order
-        # alone does not guarantee that when another runtime was used first.
-        from rayfine_core import registry
-
-        registry.cleanup_all("exit")
-        self.close()
-
     def close(self) -> None:
         """Stop the service if this object started it (and only then)."""
         with self._lock:
@@ -187,6 +177,4 @@ class PodmanService:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
-        if self.started_here:
-            atexit.unregister(self._stop_at_exit)
-            self.started_here = False
+        self.started_here = False

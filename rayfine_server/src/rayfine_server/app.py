@@ -43,8 +43,9 @@ def create_app(config: ServerConfig) -> Starlette:
         Exception: _internal_error_handler,
     }
     app = Starlette(
-        routes=_routes(env, Dispatcher(env, config.max_threads)), exception_handlers=handlers
-    )  # type: ignore[arg-type]
+        routes=_routes(env, Dispatcher(env, config.max_threads)),
+        exception_handlers=handlers,  # type: ignore[arg-type]
+    )
     app.state.env = env
     if config.token:
         app.add_middleware(BearerTokenMiddleware, token=config.token)

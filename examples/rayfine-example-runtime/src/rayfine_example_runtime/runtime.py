@@ -1,8 +1,11 @@
-"""``ExampleRuntime``: another runtime, found by name, plus a label and an env var.
+"""``ExampleRuntime``: another runtime, found by name, behind a name of its own.
 
 Only ``rayfine_core``'s public names are used: the wrapped runtime comes from
 ``rayfine_core.get_runtime`` (so it is whatever plugin provides that name),
-and requests are copied, never changed in place.
+and what it starts is told apart from the wrapped runtime's own containers
+by the ``rayfine.runtime`` label the core puts on every container.  The
+label and variable this plugin adds come from its ``rayfine_start`` hook
+(see :mod:`.plugin`), not from here.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Iterator, Mapping
 import rayfine_core
 from rayfine_core import (
     BuildRequest,
+    Capabilities,
     ContainerHandle,
     ContainerRecord,
     ContainerState,
@@ -20,14 +24,14 @@ from rayfine_core import (
     StartRequest,
 )
 
-LABEL = "example.wrapped"
-ENV_VAR = "EXAMPLE_WRAPPED"
+from .plugin import LABEL
 
 
 class ExampleRuntime(Runtime):
-    """Delegates to the runtime named ``inner``; marks what it builds and starts."""
+    """Delegates to the runtime named ``inner`` (docker by default)."""
 
     name = "example"
+    capabilities = Capabilities(unix_socket=True, follow_logs=True)
 
     def __init__(self, inner: str = "docker") -> None:
         self.inner_name = inner
@@ -47,12 +51,7 @@ class ExampleRuntime(Runtime):
         return self.inner.image_labels(image)
 
     def start(self, request: StartRequest) -> ContainerHandle:
-        marked = dataclasses.replace(
-            request,
-            labels={**request.labels, LABEL: "1"},
-            env={**request.env, ENV_VAR: "1"},
-        )
-        return dataclasses.replace(self.inner.start(marked), runtime=self.name)
+        return dataclasses.replace(self.inner.start(request), runtime=self.name)
 
     def health(self, container_id: str) -> ContainerState:
         return self.inner.health(container_id)
@@ -67,8 +66,7 @@ class ExampleRuntime(Runtime):
         self.inner.stop(container_id, timeout)
 
     def list_containers(self, labels: Mapping[str, str]) -> list[ContainerRecord]:
-        # Only the containers this runtime started, though the engine is shared.
-        records = self.inner.list_containers({**labels, LABEL: "1"})
+        records = self.inner.list_containers(labels)
         return [dataclasses.replace(record, runtime=self.name) for record in records]
 
     def version(self) -> str:

@@ -6,8 +6,8 @@ import argparse
 import time
 from typing import Any
 
-from ..build import build_image_from_env
-from ..detect import inspect_env_dir
+from ..build.builder import build_image_from_env
+from ..build.detect import inspect_env_dir
 from ._util import RAW, add_runtime_option, default_runtime, from_host_env, key_value, status
 
 

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from ..attach import attach
+from ..api import attach
 from ._util import (
     RAW,
     add_json_option,

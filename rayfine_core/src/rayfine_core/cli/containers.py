@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from .. import errors, labels, lifecycle, reaper
+from .. import errors
 from ..api import load_env
-from ..attach import forget
-from ..plugins import available_runtimes, get_runtime
-from ..types import ContainerRecord
+from ..environment import rundir, statefiles
+from ..plugins.manager import available_runtimes, get_runtime
+from ..runtime import labels, reaper
+from ..runtime.types import ContainerRecord
 from ._util import (
     RAW,
     add_json_option,
@@ -26,7 +26,7 @@ from ._util import (
     print_table,
     status,
 )
-from .targets import OWNED, Target, detached_targets, resolve
+from .targets import Target, detached_targets, resolve
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -209,7 +209,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     failures = 0
     for name in names:
         try:
-            records += get_runtime(name).list_containers(OWNED)
+            records += get_runtime(name).list_containers(reaper.owned_by(name))
         except errors.RayfineError as exc:
             if not args.all_runtimes:
                 raise
@@ -285,9 +285,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
             "Name the environments to stop, or pass --all or --orphans (only one of these)."
         )
     if args.orphans:
-        removed = reaper.reap(
-            get_runtime(args.runtime or default_runtime()), lifecycle.socket_root()
-        )
+        removed = reaper.reap(get_runtime(args.runtime or default_runtime()), rundir.forget)
         for record in removed:
             print(record.name)
         if not removed:
@@ -310,7 +308,9 @@ def _stop(target: Target) -> None:
     gone = target.runtime.health(target.id).status == "removed"
     target.runtime.stop(target.id)
     if target.detached is not None:
-        forget(target.detached)
-    elif target.env_id and target.env_id.isalnum():
-        shutil.rmtree(lifecycle.socket_root() / target.env_id, ignore_errors=True)
+        statefiles.forget(target.detached)
+    else:
+        path = rundir.path_of(target.env_id or "")
+        if path is not None:
+            rundir.remove(path)
     print(f"{target.name}" + (" (was already gone; forgot it)" if gone else ""))

@@ -8,9 +8,10 @@ import platform
 import sys
 from typing import Any, Optional
 
-from .. import __version__, errors, plugins
-from ..attach import list_detached, state_dir
-from ..build import base_image
+from .. import __version__, errors
+from ..plugins.manager import get_manager, get_runtime
+from ..build.builder import base_image
+from ..environment.statefiles import list_detached, state_dir
 from ._util import RAW, add_json_option, print_json, print_table
 
 
@@ -41,7 +42,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    registry = plugins.runtime_registry()
+    registry = get_manager().runtime_registry()
     runtimes = [
         {
             "runtime": name,
@@ -51,7 +52,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         }
         for name, e in sorted(registry.items())
     ]
-    failed = plugins.load_errors()
+    failed = dict(get_manager().load_errors)
     if args.json:
         print_json({"runtimes": runtimes, "failed": failed})
         return 0
@@ -79,13 +80,14 @@ def _check(name: str, ok: bool, detail: str, fix: Optional[str] = None) -> dict[
 def cmd_doctor(args: argparse.Namespace) -> int:
     host = _host_checks()
     runtimes = [
-        _runtime_checks(name, entry) for name, entry in sorted(plugins.runtime_registry().items())
+        _runtime_checks(name, entry)
+        for name, entry in sorted(get_manager().runtime_registry().items())
     ]
     usable = [r["runtime"] for r in runtimes if r["usable"]]
     report = {
         "host": host,
         "runtimes": runtimes,
-        "failed_plugins": plugins.load_errors(),
+        "failed_plugins": dict(get_manager().load_errors),
         "usable_runtimes": usable,
     }
     if args.json:
@@ -115,7 +117,7 @@ def _host_checks() -> list[dict[str, Any]]:
 
 
 def _wheels_check() -> dict[str, Any]:
-    from ..wheelhouse import wheels_dir
+    from ..build.wheelhouse import wheels_dir
 
     try:
         path = wheels_dir()
@@ -147,7 +149,7 @@ def _runtime_checks(name: str, entry: Any) -> dict[str, Any]:
     }
     checks = result["checks"]
     try:
-        rt = plugins.get_runtime(name)
+        rt = get_runtime(name)
         version = rt.version()
     except errors.RayfineError as exc:
         checks.append(_check("engine", False, str(exc).splitlines()[0], _fix_from(str(exc))))

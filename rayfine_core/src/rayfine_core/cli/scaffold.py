@@ -106,7 +106,7 @@ def _http_requirements() -> str:
     """FastAPI, uvicorn and pydantic at the versions Rayfine's server pins, so its wheel cache fits."""
     pins = dict.fromkeys(_HTTP_PACKAGES, "")
     try:
-        from ..wheelhouse import server_lock
+        from ..build.wheelhouse import server_lock
 
         for line in server_lock().splitlines():
             name, sep, version = line.strip().partition("==")
@@ -121,7 +121,7 @@ def _http_requirements() -> str:
 
 
 def _copy_wheels(dest: Path) -> None:
-    from ..wheelhouse import ensure_wheels
+    from ..build.wheelhouse import ensure_wheels
 
     source = ensure_wheels(status)
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns(".complete"))

@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import errors, labels
-from ..attach import DetachedRecord, find_detached, list_detached
-from ..plugins import get_runtime
-from ..runtime import Runtime
-from ..types import ContainerRecord
+from .. import errors
+from ..environment.statefiles import Detached, find, list_detached
+from ..plugins.manager import get_runtime
+from ..runtime import labels
+from ..runtime.base import Runtime
+from ..runtime.reaper import owned_by
+from ..runtime.types import ContainerRecord
 from ._util import default_runtime
-
-OWNED = {labels.OWNER: labels.OWNER_VALUE}
 
 
 @dataclass
@@ -28,14 +28,14 @@ class Target:
     runtime: Runtime
     id: str
     name: str
-    detached: Optional[DetachedRecord] = None
+    detached: Optional[Detached] = None
     env_id: Optional[str] = None
 
 
 def resolve(name_or_id: str, runtime: Optional[str]) -> Target:
     """The Rayfine container called ``name_or_id`` (UnknownEnvironmentError / NotOwnedError if none)."""
     try:
-        record = find_detached(name_or_id, runtime)
+        record = find(name_or_id, runtime)
     except errors.UnknownEnvironmentError:
         record = None
     if record is not None:
@@ -43,7 +43,7 @@ def resolve(name_or_id: str, runtime: Optional[str]) -> Target:
             get_runtime(record.runtime), record.container_id, record.name, record, record.env_id
         )
     rt = get_runtime(runtime or default_runtime())
-    matches = _match(rt.list_containers(OWNED), name_or_id)
+    matches = _match(rt.list_containers(owned_by(rt.name)), name_or_id)
     if len(matches) > 1:
         names = ", ".join(c.name for c in matches)
         raise errors.ValidationError(

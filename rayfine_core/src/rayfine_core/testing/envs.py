@@ -80,6 +80,15 @@ class Actor:
     def die(self, code: int = 3):
         os._exit(code)
 
+    def shout(self, text: str, times: int = 1) -> int:
+        """Print ``text`` to the container's output ``times`` times."""
+        for _ in range(times):
+            print(text, flush=True)
+        return times
+
+    def cmdline_of_pid1(self) -> str:
+        return open("/proc/1/cmdline", "rb").read().replace(bytes(1), b" ").decode()
+
     def _private(self):
         return "hidden"
 

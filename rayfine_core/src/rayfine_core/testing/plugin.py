@@ -1,4 +1,4 @@
-"""pytest plugin: ``--rayfine-runtime`` and fixtures for testing runtime plugins."""
+"""pytest plugin: ``--rayfine-runtime``, the runtime's capabilities, and fixtures for runtime tests."""
 
 from __future__ import annotations
 
@@ -31,6 +31,20 @@ def rayfine_runtime(request: pytest.FixtureRequest) -> Iterator[str]:
     runtime.version()  # raises EngineUnavailableError with what to do
     yield name
     rf.cleanup_all_environments()
+
+
+@pytest.fixture(scope="session")
+def rayfine_capabilities(rayfine_runtime: str):  # type: ignore[no-untyped-def]
+    """The :class:`~rayfine_core.Capabilities` the runtime under test declares."""
+    import rayfine_core as rf
+
+    return rf.get_runtime(rayfine_runtime).capabilities
+
+
+def requires(capabilities: object, name: str, why: str) -> None:
+    """Skip the calling test, saying why, unless the runtime declares capability ``name``."""
+    if not getattr(capabilities, name):
+        pytest.skip(f"the runtime declares no {name!r} capability: {why}")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,188 @@
+"""The asyncio public functions: start environments and call them without blocking the event loop.
+
+    async with rf.aload_env("affine:latest") as env:
+        results = await asyncio.gather(*(env.evaluate(seed=i) for i in range(64)))
+
+    envs = await rf.aload_envs("affine:latest", 20)   # started concurrently
+    try:
+        ...
+    finally:
+        await asyncio.gather(*(env.cleanup() for env in envs))
+
+At most ``RAYFINE_MAX_CONCURRENT_STARTS`` (default 8) starts run at once per
+event loop, however many ``aload_env`` calls are gathered; the rest wait
+their turn.  A start holds its slot until the server answers, so the bound
+limits both the engine's load and the CPU spent booting servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import threading
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Generator, Sequence, TypeVar
+
+from . import errors
+from .api import bind_options, load_env
+from .environment import registry
+from .environment.faces import AsyncEnvironment
+from .environment.life import Life
+from .environment.options import EnvOptions
+from .environment.steps import arun, finish
+from .plugins.manager import get_runtime
+
+if TYPE_CHECKING:
+    from typing_extensions import ParamSpec
+
+    P = ParamSpec("P")
+
+R = TypeVar("R")
+log = logging.getLogger("rayfine")
+
+MAX_STARTS_VARIABLE = "RAYFINE_MAX_CONCURRENT_STARTS"
+DEFAULT_MAX_STARTS = 8
+_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+_slots_lock = threading.Lock()
+
+
+def _parameters_of(source: Callable[P, Any]) -> Callable[[Callable[..., R]], Callable[P, R]]:
+    """Give the decorated function ``source``'s parameters, for help(), IDEs and type checkers."""
+
+    def apply(fn: Callable[..., R]) -> Callable[P, R]:
+        returns = inspect.signature(fn).return_annotation
+        fn.__signature__ = inspect.signature(source).replace(return_annotation=returns)  # type: ignore[attr-defined]
+        return fn  # type: ignore[return-value]
+
+    return apply
+
+
+class Loading(Coroutine[Any, Any, AsyncEnvironment]):
+    """What :func:`aload_env` returns: a coroutine (``await`` it, ``asyncio.run`` it,
+    make it a task) that also works as ``async with``, cleaning up on exit."""
+
+    def __init__(self, starting: Coroutine[Any, Any, AsyncEnvironment]) -> None:
+        self._starting = starting
+        self._env: AsyncEnvironment | None = None
+
+    def send(self, value: Any) -> Any:
+        return self._starting.send(value)
+
+    def throw(self, *exc: Any) -> Any:
+        return self._starting.throw(*exc)
+
+    def close(self) -> None:
+        self._starting.close()
+
+    def __await__(self) -> Generator[Any, None, AsyncEnvironment]:
+        return self._starting.__await__()
+
+    async def __aenter__(self) -> AsyncEnvironment:
+        self._env = await self._starting
+        return self._env
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._env is not None:
+            await self._env.cleanup()
+
+
+@_parameters_of(load_env)
+def aload_env(*args: Any, **kwargs: Any) -> Loading:
+    """Like :func:`~rayfine_core.load_env` (same parameters), without blocking the event loop.
+
+    ``env = await aload_env(image)`` or ``async with aload_env(image) as env``.
+    Arguments are checked at once; the start waits for one of the
+    ``RAYFINE_MAX_CONCURRENT_STARTS`` slots.
+    """
+    return Loading(_start(bind_options(*args, **kwargs)))
+
+
+async def _start(options: EnvOptions) -> AsyncEnvironment:
+    async with _start_slots():
+        life = Life(options, get_runtime(options.runtime))
+        env = AsyncEnvironment(life)
+        await arun(life.start())
+    return env
+
+
+async def aload_envs(image: str, n: int, **kwargs: Any) -> list[AsyncEnvironment]:
+    """Start ``n`` environments of ``image`` concurrently (``kwargs`` as for ``load_env``).
+
+    All or nothing: if one start fails, the others are stopped (or never
+    started) and the first error is raised.
+    """
+    if not isinstance(n, int) or n < 0:
+        raise errors.ValidationError(f"n must be a non-negative int, got {n!r}.")
+    if kwargs.get("container_name") and n > 1:
+        raise errors.ValidationError(
+            "container_name names one container; leave it unset to start several."
+        )
+    loading = [aload_env(image, **kwargs) for _ in range(n)]
+    tasks = [asyncio.ensure_future(each) for each in loading]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        await _finish_abandon(tasks)
+        raise
+
+
+async def _finish_abandon(tasks: Sequence[asyncio.Future[AsyncEnvironment]]) -> None:
+    await finish(_abandon(tasks))
+
+
+async def _abandon(tasks: Sequence[asyncio.Future[AsyncEnvironment]]) -> None:
+    """Cancel the starts still running and stop the environments already started."""
+    for task in tasks:
+        task.cancel()
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    started = [env for env in outcomes if isinstance(env, AsyncEnvironment)]
+    await asyncio.gather(*(env.cleanup() for env in started), return_exceptions=True)
+
+
+async def aget_environment(env_id: str) -> AsyncEnvironment:
+    """The active async environment with this id (raises UnknownEnvironmentError)."""
+    face = registry.get(env_id).face
+    if not isinstance(face, AsyncEnvironment):
+        raise errors.UnknownEnvironmentError(
+            f"{env_id!r} is a blocking environment; use get_environment()."
+        )
+    return face
+
+
+async def acleanup_all_environments() -> int:
+    """Stop every environment this process started, concurrently; return how many."""
+
+    async def stop(life: Life) -> bool:
+        try:
+            await arun(life.stop("cleanup"))
+        except Exception as exc:  # keep going: one failure must not leak the rest
+            log.warning("rayfine: could not clean up %s: %s", life.env_id, exc)
+            return False
+        return True
+
+    return sum(await finish(asyncio.gather(*(stop(life) for life in registry.active()))))
+
+
+def max_concurrent_starts() -> int:
+    """``RAYFINE_MAX_CONCURRENT_STARTS``: how many starts may run at once per event loop."""
+    raw = os.environ.get(MAX_STARTS_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_MAX_STARTS
+    if not raw.isdigit() or int(raw) < 1:
+        raise errors.ValidationError(
+            f"{MAX_STARTS_VARIABLE} must be a whole number >= 1, got {raw!r}."
+        )
+    return int(raw)
+
+
+def _start_slots() -> asyncio.Semaphore:
+    """The running loop's start semaphore (an asyncio primitive belongs to one loop)."""
+    loop = asyncio.get_running_loop()
+    with _slots_lock:
+        for old in [old for old in _slots if old.is_closed()]:
+            del _slots[old]
+        if loop not in _slots:
+            _slots[loop] = asyncio.Semaphore(max_concurrent_starts())
+        return _slots[loop]

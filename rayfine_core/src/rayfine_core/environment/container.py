@@ -1,0 +1,213 @@
+"""One container of an environment: planned, started in the background, stopped.
+
+An environment has one container at a time (a restart replaces it).  The
+container is *tracked before the engine is asked to create it*: its name
+and env-id label are known, and the engine's start runs in a worker thread
+whose outcome is always collected, so whatever interrupts the caller
+(Ctrl-C, a signal, a cancelled task) the container it may have created can
+be found and removed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .. import errors
+from ..plugins.manager import get_manager
+from ..runtime import labels
+from ..runtime.base import Runtime, engine_timeout
+from ..runtime.reaper import owner_labels
+from ..runtime.types import (
+    RUN_MOUNT,
+    SOCKET_NAME,
+    TOKEN_NAME,
+    ContainerHandle,
+    EnvType,
+    StartRequest,
+)
+from ..transport.channel import Channel
+from . import rundir
+from .options import EnvOptions
+from .steps import engine_pool
+
+log = logging.getLogger("rayfine")
+LOG_TAIL = 40
+RETRY_PAUSE = 0.5
+
+
+@dataclass
+class Container:
+    """A container of one environment: how it was asked for, and how to reach it once started."""
+
+    request: StartRequest
+    env_type: EnvType
+    token: Optional[str] = field(default=None, repr=False)
+    run_dir: Optional[Path] = None
+    handle: Optional[ContainerHandle] = None
+    channel: Optional[Channel] = None
+    _start: Optional[concurrent.futures.Future[ContainerHandle]] = field(default=None, repr=False)
+
+    @property
+    def env_id(self) -> str:
+        return self.request.labels[labels.ENV_ID]
+
+    def describe(self) -> str:
+        return f"container {self.request.name}"
+
+
+def new_env_id() -> str:
+    return secrets.token_hex(6)
+
+
+def container_name(image: str, env_id: str) -> str:
+    """The default name: ``rayfine-<image name>-<env id>``."""
+    base = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    return f"rayfine-{re.sub(r'[^a-zA-Z0-9_.-]', '-', base)[:40] or 'env'}-{env_id}"
+
+
+def plan(
+    options: EnvOptions, runtime: Runtime, env_id: str, name: str, image_labels: dict[str, str]
+) -> Container:
+    """Decide everything about the container (without creating it) and let plugins adjust it.
+
+    :raises ValidationError: the image is not a Rayfine image and no env_type was given,
+        or the runtime cannot do what was asked.
+    :raises PluginError: a ``rayfine_start`` hook refused.
+    """
+    env_type = options.env_type or _labelled_type(options.image, image_labels)
+    caps = runtime.capabilities
+    if options.isolation not in caps.isolation:
+        raise errors.ValidationError(
+            f"Runtime {runtime.name!r} offers isolation {sorted(caps.isolation)},"
+            f" not {options.isolation!r}."
+        )
+    request = StartRequest(
+        image=options.image,
+        name=name,
+        env=dict(options.env_vars),
+        labels={**options.labels, **owner_labels(env_id, runtime.name)},
+        container_port=int(image_labels.get(labels.SERVER_PORT, 8000)),
+        host_port=options.http_port,
+        network=options.network,
+        limits=options.limits,
+        cap_add=options.cap_add,
+        user=options.user if env_type is EnvType.FUNCTION_BASED else None,
+        isolation=options.isolation,
+        options=dict(options.runtime_options),
+    )
+    container = Container(request, env_type)
+    if env_type is EnvType.FUNCTION_BASED:
+        container.token = request.token = secrets.token_urlsafe(32)
+    if caps.unix_socket and env_type is EnvType.FUNCTION_BASED:
+        _use_run_dir(container, options)
+    elif container.token is not None:
+        # Runtimes without a host directory deliver it themselves (see StartRequest.token);
+        # servers older than protocol 2 read only this variable.
+        request.env["RAYFINE_TOKEN"] = container.token
+    get_manager().modify("rayfine_start", request=request, runtime=runtime.name)
+    return container
+
+
+def _use_run_dir(container: Container, options: EnvOptions) -> None:
+    request = container.request
+    container.run_dir = request.run_dir = rundir.create(container.env_id)
+    assert container.token is not None
+    rundir.write_token(container.run_dir, container.token)
+    request.env["RAYFINE_TOKEN_FILE"] = f"{RUN_MOUNT}/{TOKEN_NAME}"
+    request.env["RAYFINE_TOKEN"] = container.token  # PROTOCOL-1 servers read only this
+    if options.transport == "unix" or (options.transport == "auto" and options.http_port is None):
+        request.env["RAYFINE_UDS"] = f"{RUN_MOUNT}/{SOCKET_NAME}"
+
+
+def _labelled_type(image: str, image_labels: dict[str, str]) -> EnvType:
+    value = image_labels.get(labels.ENV_TYPE)
+    if not value:
+        raise errors.ValidationError(
+            f"Image {image!r} was not built by Rayfine (no {labels.ENV_TYPE} label). Pass"
+            " env_type='http_based' for an image whose CMD serves a FastAPI app, or build it with"
+            " build_image_from_env()."
+        )
+    return EnvType(value)
+
+
+# -- starting and stopping ----------------------------------------------------------------
+
+
+def begin_start(runtime: Runtime, container: Container) -> None:
+    """Ask the engine to start ``container`` in a worker thread; :func:`await_start` collects it."""
+    container._start = engine_pool().submit(_start_with_retry, runtime, container.request)
+
+
+def await_start(container: Container) -> ContainerHandle:
+    """Wait for the start begun by :func:`begin_start`; connect the channel.
+
+    The wait (not the engine call) is what Ctrl-C or a signal interrupts.
+    """
+    assert container._start is not None
+    container.handle = container._start.result()
+    container.channel = Channel(container.handle.endpoint, container.token)
+    return container.handle
+
+
+def _start_with_retry(runtime: Runtime, request: StartRequest) -> ContainerHandle:
+    """Start, retrying once if the engine hiccups, after removing what a lost reply created."""
+    try:
+        return runtime.start(request)
+    except errors.EngineUnavailableError:
+        time.sleep(RETRY_PAUSE)
+        remove_by_label(runtime, request.labels[labels.ENV_ID])
+        return runtime.start(request)
+
+
+def remove_by_label(runtime: Runtime, env_id: str) -> int:
+    """Remove every container of this runtime carrying ``env_id``; return how many."""
+    found = runtime.list_containers({labels.ENV_ID: env_id, labels.RUNTIME: runtime.name})
+    for record in found:
+        runtime.stop(record.id, timeout=0)
+    return len(found)
+
+
+def remove(runtime: Runtime, container: Container, timeout: float) -> None:
+    """Stop and remove ``container``, whatever state its start is in; drop its run directory.
+
+    A start still in flight is waited for first (the engine call is bounded
+    by its deadline), so nothing it creates is left behind.
+
+    :raises EngineUnavailableError: the engine cannot be reached (retry later).
+    :raises RuntimeFailure: the engine refused to remove it.
+    """
+    handle = container.handle
+    if handle is None and container._start is not None:
+        try:
+            handle = container._start.result(timeout=2 * engine_timeout() + RETRY_PAUSE)
+        except concurrent.futures.TimeoutError:
+            raise errors.EngineUnavailableError(
+                f"The engine has not finished starting {container.describe()}; try again."
+            ) from None
+        except Exception:  # the start failed; what it may have created is found by label
+            handle = None
+    if handle is not None:
+        runtime.stop(handle.id, timeout=timeout)
+    else:
+        remove_by_label(runtime, container.env_id)  # whatever a failed or lost start left
+    if container.channel is not None:
+        container.channel.close()
+    if container.run_dir is not None:
+        rundir.remove(container.run_dir)
+
+
+def logs_of(runtime: Runtime, container: Container) -> str:
+    """The container's last lines of output, or "" when it cannot be had."""
+    if container.handle is None:
+        return ""
+    try:
+        return runtime.logs(container.handle.id, LOG_TAIL)
+    except errors.RayfineError:
+        return ""

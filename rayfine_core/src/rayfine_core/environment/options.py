@@ -1,0 +1,153 @@
+"""Validated settings of one ``load_env`` call: checked once, up front, before any engine work."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from ..errors import ValidationError
+from ..runtime.types import SERVER_USER, EnvType, Limits, check_reference
+
+MODES = ("local",)
+DEFAULT_MEM_LIMIT = "4g"
+DEFAULT_PIDS_LIMIT = 1024
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}|\d+(:\d+)?")
+_MEMORY = re.compile(r"\d+(\.\d+)?[bkmgBKMG]?")
+_RESERVED_ENV = (
+    "RAYFINE_TOKEN",
+    "RAYFINE_TOKEN_FILE",
+    "RAYFINE_UDS",
+    "RAYFINE_HOST",
+    "RAYFINE_PORT",
+    "RAYFINE_INSECURE_NO_TOKEN",
+)
+
+
+@dataclass
+class EnvOptions:
+    """Everything ``load_env`` was asked for.
+
+    Every field is checked in ``__post_init__``; a bad one raises
+    :class:`~rayfine_core.errors.ValidationError` saying what to pass instead,
+    never quoting an environment variable's value.
+    """
+
+    image: str
+    runtime: str = "docker"
+    mode: str = "local"
+    container_name: Optional[str] = None
+    http_port: Optional[int] = None
+    env_vars: dict[str, str] = field(default_factory=dict, repr=False)
+    env_type: Optional[EnvType] = None
+    start_timeout: float = 60.0
+    limits: Limits = field(default_factory=Limits)
+    network: Optional[str] = None
+    cap_add: tuple[str, ...] = ()
+    transport: str = "auto"
+    restart: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    user: Optional[str] = SERVER_USER
+    isolation: str = "container"
+    runtime_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_reference(self.image)
+        if self.mode not in MODES:
+            raise ValidationError(f"Unknown mode {self.mode!r}. Choose one of: {', '.join(MODES)}.")
+        if self.container_name is not None and not _matches(_CONTAINER_NAME, self.container_name):
+            raise ValidationError(
+                f"Invalid container_name {self.container_name!r}: use letters, digits, '_', '.',"
+                " '-' (starting with a letter or digit)."
+            )
+        if self.http_port is not None and not (
+            isinstance(self.http_port, int) and 0 < self.http_port < 65536
+        ):
+            raise ValidationError(f"http_port must be an int in 1..65535, got {self.http_port!r}.")
+        self.env_vars = check_env_vars(self.env_vars)
+        if self.env_type is not None:
+            self.env_type = _env_type(self.env_type)
+        if not (isinstance(self.start_timeout, (int, float)) and self.start_timeout > 0):
+            raise ValidationError(
+                f"start_timeout must be a positive number of seconds, got {self.start_timeout!r}."
+            )
+        if self.transport not in ("auto", "unix", "tcp"):
+            raise ValidationError(
+                f"transport must be 'auto', 'unix' or 'tcp', got {self.transport!r}."
+            )
+        if self.user is not None and not _matches(_USER, str(self.user)):
+            raise ValidationError(
+                f"user must be a user name or uid[:gid] such as {SERVER_USER!r} or 'root',"
+                f" got {self.user!r}."
+            )
+        _check_limits(self.limits)
+        self.labels = _check_labels(self.labels)
+
+
+def _matches(pattern: re.Pattern[str], text: str) -> bool:
+    return isinstance(text, str) and pattern.fullmatch(text) is not None  # no trailing "\n"
+
+
+def check_env_vars(env_vars: Optional[Mapping[str, Any]]) -> dict[str, str]:
+    """Check names and stringify values; never echo a value (it may be a secret)."""
+    if env_vars is None:
+        return {}
+    if not isinstance(env_vars, Mapping):
+        raise ValidationError("env_vars must be a mapping of NAME -> value.")
+    out: dict[str, str] = {}
+    for key, value in env_vars.items():
+        if not isinstance(key, str) or not _matches(_ENV_NAME, key):
+            raise ValidationError(
+                f"Invalid environment variable name {key!r}: use letters, digits and '_'."
+            )
+        if key in _RESERVED_ENV:
+            raise ValidationError(f"Environment variable {key} is reserved by Rayfine; rename it.")
+        if value is None or isinstance(value, (dict, list, tuple, set, bytes)):
+            raise ValidationError(
+                f"Environment variable {key} must be a string or number (value not shown)."
+            )
+        text = str(value)
+        if "\x00" in text:
+            raise ValidationError(
+                f"Environment variable {key} contains a NUL byte, which no process environment"
+                " can hold (value not shown)."
+            )
+        out[key] = text
+    return out
+
+
+def _check_labels(labels: Optional[Mapping[str, str]]) -> dict[str, str]:
+    out = dict(labels or {})
+    for key, value in out.items():
+        if not isinstance(key, str) or not isinstance(value, str) or not key:
+            raise ValidationError(f"labels must map non-empty strings to strings, got {key!r}.")
+    return out
+
+
+def _env_type(value: Any) -> EnvType:
+    try:
+        return EnvType(value)
+    except ValueError:
+        choices = ", ".join(repr(t.value) for t in EnvType)
+        raise ValidationError(f"Unknown env_type {value!r}. Choose one of: {choices}.") from None
+
+
+def _check_limits(limits: Limits) -> None:
+    if limits.mem_limit is not None and not _matches(_MEMORY, str(limits.mem_limit)):
+        raise ValidationError(
+            f"mem_limit must look like '512m' or '2g' (None: no limit), got {limits.mem_limit!r}."
+        )
+    if limits.cpu_limit is not None and not (
+        isinstance(limits.cpu_limit, (int, float)) and limits.cpu_limit > 0
+    ):
+        raise ValidationError(
+            f"cpu_limit must be a positive number of CPUs, got {limits.cpu_limit!r}."
+        )
+    if limits.pids_limit is not None and not (
+        isinstance(limits.pids_limit, int) and limits.pids_limit > 0
+    ):
+        raise ValidationError(
+            f"pids_limit must be a positive int (None: no limit), got {limits.pids_limit!r}."
+        )
