@@ -1,0 +1,367 @@
+"""Serve one connection to the egress proxy: judge the request, connect it, relay bytes.
+
+Every connection ends in exactly one counted decision: ``allow`` (the
+target was reached and, for a tunnel, the first bytes passed the TLS
+check), ``deny`` (the policy or the request's form refused it) or ``fail``
+(allowed, but the name did not resolve or the target did not answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from . import addresses
+from .http_head import BadRequest, ProxyRequest, parse_request
+from .policy import EgressPolicy
+from .resolver import ResolveError, Resolver
+from .stats import EnvCounters, printable
+from .tls import looks_like_tls, read_client_hello
+
+CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ProxyLimits:
+    """Bounds on what one environment can make the proxy do.
+
+    :param max_connections: open connections per environment; more are refused (503).
+    :param max_total_connections: open connections over all environments of this proxy.
+    :param head_timeout: seconds for the request head, and for a TLS ClientHello once begun.
+    :param connect_timeout: seconds to connect to the target, all its addresses together.
+    :param idle_timeout: a connection with no byte in either direction for this long is closed.
+    :param max_head_bytes: request line and headers together; more is refused (431).
+    """
+
+    max_connections: int = 64
+    max_total_connections: int = 1024
+    head_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    idle_timeout: float = 300.0
+    max_head_bytes: int = 16 * 1024
+
+
+@dataclass
+class Site:
+    """One listening socket: whose it is, what it may reach, and its open connections."""
+
+    path: str
+    env_id: str
+    policy: EgressPolicy
+    counters: EnvCounters
+    connections: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every connection of one proxy shares."""
+
+    resolver: Resolver
+    limits: ProxyLimits
+    total_active: Callable[[], int]
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class _Failed(_Refused):
+    pass
+
+
+async def serve_connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, site: Site, ctx: Context
+) -> None:
+    """Handle one client connection from start to close; never raises."""
+    limits = ctx.limits
+    if (
+        site.counters.snapshot().active >= limits.max_connections
+        or ctx.total_active() >= limits.max_total_connections
+    ):
+        site.counters.decided("deny", "-", 0, "too_many_connections")
+        await _answer(writer, 503, "too_many_connections", "-", 0)
+        writer.close()
+        return
+    site.counters.opened()
+    task = asyncio.current_task()
+    if task is not None:
+        site.connections.add(task)
+    try:
+        await _serve(reader, writer, site, ctx)
+    except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+        pass  # either side went away; the decision, if any, is already counted
+    finally:
+        if task is not None:
+            site.connections.discard(task)
+        writer.close()
+        site.counters.closed()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def _serve(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, site: Site, ctx: Context
+) -> None:
+    counters, limits = site.counters, ctx.limits
+    host, port = "-", 0
+    try:
+        head, rest = await _read_head(reader, limits)
+        if not head:
+            return  # closed before sending a request: nothing to decide
+        request = parse_request(head)
+        host, port = request.host, request.port
+        reason = site.policy.check_target(host, port)
+        if reason:
+            raise _Refused(403, reason)
+        if request.connect and rest:
+            raise _Refused(400, "data_before_tunnel")
+        up_reader, up_writer = await _open_upstream(request, site.policy, ctx)
+    except BadRequest as exc:
+        counters.decided("deny", host, port, exc.reason)
+        await _answer(writer, exc.status, exc.reason, host, port)
+        return
+    except _Refused as exc:
+        counters.decided("fail" if isinstance(exc, _Failed) else "deny", host, port, exc.reason)
+        await _answer(writer, exc.status, exc.reason, host, port)
+        return
+    try:
+        if request.connect:
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await _tunnel(reader, writer, up_reader, up_writer, request, site, limits)
+        else:
+            counters.decided("allow", host, port, "ok")
+            up_writer.write(request.upstream_head + rest)
+            counters.transferred(len(request.upstream_head) + len(rest), 0)
+            await _relay(reader, writer, up_reader, up_writer, b"", counters, limits)
+    finally:
+        up_writer.close()
+
+
+async def _read_head(reader: asyncio.StreamReader, limits: ProxyLimits) -> tuple[bytes, bytes]:
+    """The request head (through CRLF CRLF) and any bytes after it; empty if the client left."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limits.head_timeout
+    buf = bytearray()
+    while True:
+        end = buf.find(b"\r\n\r\n", max(0, len(buf) - CHUNK - 3))
+        if 0 <= end <= limits.max_head_bytes - 4:
+            return bytes(buf[: end + 4]), bytes(buf[end + 4 :])
+        if len(buf) >= limits.max_head_bytes:
+            raise BadRequest(431, "header_too_large", "request head too large")
+        try:
+            chunk = await asyncio.wait_for(reader.read(CHUNK), deadline - loop.time())
+        except asyncio.TimeoutError:
+            raise BadRequest(408, "head_timeout", "request head not received in time") from None
+        if not chunk:
+            if buf:
+                raise BadRequest(400, "bad_request", "connection closed inside the request head")
+            return b"", b""
+        buf += chunk
+
+
+async def _open_upstream(
+    request: ProxyRequest, policy: EgressPolicy, ctx: Context
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Resolve the target on the host, keep only addresses the policy allows, connect."""
+    literal = addresses.parse_ip(request.host)
+    if literal is not None:
+        candidates = [literal]
+    else:
+        try:
+            candidates = await ctx.resolver.resolve(request.host, request.port)
+        except ResolveError:
+            raise _Failed(502, "resolve_failed") from None
+    allowed, refused = [], None
+    for address in candidates:
+        reason = policy.check_address(address)
+        if reason is None and addresses.is_this_host(address):
+            reason = "address_this_host"
+        if reason is None:
+            allowed.append(address)
+        refused = refused or reason
+    if not allowed:
+        raise _Refused(403, refused or "no_address")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ctx.limits.connect_timeout
+    timed_out = False
+    for address in allowed:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            timed_out = True
+            break
+        try:
+            return await asyncio.wait_for(
+                asyncio.open_connection(str(address), request.port, limit=CHUNK), remaining
+            )
+        except asyncio.TimeoutError:
+            timed_out = True
+        except OSError:
+            continue
+    raise _Failed(504, "connect_timeout") if timed_out else _Failed(502, "connect_failed")
+
+
+async def _tunnel(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    up_reader: asyncio.StreamReader,
+    up_writer: asyncio.StreamWriter,
+    request: ProxyRequest,
+    site: Site,
+    limits: ProxyLimits,
+) -> None:
+    """Relay a CONNECT tunnel once its first client bytes pass the TLS server-name check.
+
+    The target may speak first (on ports other than 443), so its bytes flow
+    to the client while the client's first bytes are awaited.
+    """
+    counters = site.counters
+    activity = _Activity()
+    down = asyncio.ensure_future(_pump(up_reader, writer, activity, limits, counters, False))
+    judge = asyncio.ensure_future(_first_bytes(reader, request, limits))
+    try:
+        await asyncio.wait(
+            {judge, down}, timeout=limits.idle_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not judge.done():
+            counters.decided("allow", request.host, request.port, "no_client_data")
+            return
+        first, reason = judge.result()
+        if reason:
+            counters.decided("deny", request.host, request.port, reason)
+            return
+        counters.decided("allow", request.host, request.port, "ok")
+        if not first:
+            return  # the client left before sending anything
+        await _relay(reader, writer, up_reader, up_writer, first, counters, limits, down, activity)
+    finally:
+        judge.cancel()
+        down.cancel()
+
+
+async def _first_bytes(
+    reader: asyncio.StreamReader, request: ProxyRequest, limits: ProxyLimits
+) -> tuple[bytes, Optional[str]]:
+    """The client's first bytes in a tunnel and why they are refused (None: they pass)."""
+    try:
+        data = await reader.read(CHUNK)
+    except OSError:
+        return b"", None
+    if not data or (request.port != 443 and not looks_like_tls(data)):
+        return data, None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limits.head_timeout
+    while True:
+        hello = read_client_hello(data)
+        if hello.status == "ok":
+            if hello.server_name is not None and hello.server_name != request.host:
+                return data, "sni_mismatch"
+            return data, None
+        if hello.status != "more":
+            return data, "not_tls" if hello.status == "not_tls" else "bad_tls"
+        try:
+            chunk = await asyncio.wait_for(reader.read(CHUNK), deadline - loop.time())
+        except asyncio.TimeoutError:
+            return data, "tls_timeout"
+        except OSError:
+            return data, "bad_tls"
+        if not chunk:
+            return data, "bad_tls"
+        data += chunk
+
+
+async def _relay(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    up_reader: asyncio.StreamReader,
+    up_writer: asyncio.StreamWriter,
+    first: bytes,
+    counters: EnvCounters,
+    limits: ProxyLimits,
+    down: Optional["asyncio.Future[None]"] = None,
+    activity: Optional[_Activity] = None,
+) -> None:
+    """Copy bytes both ways until both sides are done, or nothing moved for ``idle_timeout``."""
+    activity = activity or _Activity()
+    if first:
+        up_writer.write(first)
+        counters.transferred(len(first), 0)
+    if down is None:
+        down = asyncio.ensure_future(_pump(up_reader, writer, activity, limits, counters, False))
+    up = asyncio.ensure_future(_pump(reader, up_writer, activity, limits, counters, True))
+    try:
+        # Either direction failing (idle, reset) ends the whole connection.
+        done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+    finally:
+        up.cancel()
+        down.cancel()
+
+
+class _Activity:
+    """When a byte last moved in either direction."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+
+async def _pump(
+    src: asyncio.StreamReader,
+    dst: asyncio.StreamWriter,
+    activity: _Activity,
+    limits: ProxyLimits,
+    counters: EnvCounters,
+    outbound: bool,
+) -> None:
+    """Copy ``src`` to ``dst`` until EOF (passed on as a half-close); idle for too long raises."""
+    while True:
+        wait = activity.last + limits.idle_timeout - time.monotonic()
+        try:
+            chunk = await asyncio.wait_for(src.read(CHUNK), max(wait, 0.001))
+        except asyncio.TimeoutError:
+            if time.monotonic() - activity.last >= limits.idle_timeout:
+                raise
+            continue
+        if not chunk:
+            if dst.can_write_eof():
+                dst.write_eof()
+            return
+        activity.last = time.monotonic()
+        dst.write(chunk)
+        if outbound:
+            counters.transferred(len(chunk), 0)
+        else:
+            counters.transferred(0, len(chunk))
+        await dst.drain()
+
+
+async def _answer(
+    writer: asyncio.StreamWriter, status: int, reason: str, host: str, port: int
+) -> None:
+    """Send the client a short plain-text refusal, then close."""
+    titles = {
+        400: "Bad Request",
+        403: "Forbidden",
+        408: "Request Timeout",
+        431: "Request Header Fields Too Large",
+        502: "Bad Gateway",
+        503: "Service Unavailable",
+        504: "Gateway Timeout",
+    }
+    target = f"{printable(host)}:{port}" if port else "this request"
+    body = f"rayfine egress: {target} refused ({reason})\n".encode()
+    head = (
+        f"HTTP/1.1 {status} {titles.get(status, 'Error')}\r\nContent-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\nX-Rayfine-Egress: {reason}\r\n\r\n"
+    )
+    try:
+        writer.write(head.encode() + body)
+        await asyncio.wait_for(writer.drain(), 5)
+    except (OSError, asyncio.TimeoutError):
+        pass
