@@ -79,6 +79,14 @@ def parse_port(text: str) -> Optional[int]:
     return port if 0 < port < 65536 else None
 
 
+def _is_standard_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_rule(pattern: str) -> Rule:
     """Parse one allow-list pattern; :class:`ValidationError` says what is wrong with it."""
     if not isinstance(pattern, str):
@@ -105,7 +113,13 @@ def parse_rule(pattern: str) -> Rule:
             raise ValidationError(
                 f"{bad}: {address} is never reachable from an environment ({reason[8:]} address)"
             )
+        if not _is_standard_ip(host):
+            raise ValidationError(f"{bad}: write the address in its usual form, {address}")
         return Rule(host=str(address), ports=ports, address=address)
+    if host == "*":
+        raise ValidationError(
+            f"{bad} would allow everything: that is the default bridge network, not an allow-list"
+        )
     wildcard = host.startswith("*.")
     name = normalize_host(host[2:] if wildcard else host)
     if "*" in host and not wildcard:

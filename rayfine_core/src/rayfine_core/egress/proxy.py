@@ -149,7 +149,11 @@ class EgressProxy:
         ctx = Context(resolver=self._resolver, limits=self.limits, total_active=self._total_active)
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await serve_connection(reader, writer, site, ctx)
+            # Its own task, so that removing the site can cancel it without asyncio's
+            # stream machinery logging the cancellation as an error.
+            await asyncio.gather(
+                serve_connection(reader, writer, site, ctx), return_exceptions=True
+            )
 
         server = await asyncio.start_unix_server(on_connect, sock=sock, limit=64 * 1024)
         with self._lock:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from . import addresses
 from .http_head import BadRequest, ProxyRequest, parse_request
@@ -224,24 +224,27 @@ async def _tunnel(
     activity = _Activity()
     down = asyncio.ensure_future(_pump(up_reader, writer, activity, limits, counters, False))
     judge = asyncio.ensure_future(_first_bytes(reader, request, limits))
+    decided = False
     try:
         await asyncio.wait(
             {judge, down}, timeout=limits.idle_timeout, return_when=asyncio.FIRST_COMPLETED
         )
         if not judge.done():
-            counters.decided("allow", request.host, request.port, "no_client_data")
-            return
+            return  # the client never spoke: counted as allowed below
         first, reason = judge.result()
+        decided = True
         if reason:
             counters.decided("deny", request.host, request.port, reason)
             return
         counters.decided("allow", request.host, request.port, "ok")
-        if not first:
-            return  # the client left before sending anything
-        await _relay(reader, writer, up_reader, up_writer, first, counters, limits, down, activity)
+        if first:
+            await _relay(
+                reader, writer, up_reader, up_writer, first, counters, limits, down, activity
+            )
     finally:
-        judge.cancel()
-        down.cancel()
+        if not decided:
+            counters.decided("allow", request.host, request.port, "no_client_data")
+        _discard(judge, down)
 
 
 async def _first_bytes(
@@ -300,8 +303,14 @@ async def _relay(
         for task in done:
             task.result()
     finally:
-        up.cancel()
-        down.cancel()
+        _discard(up, down)
+
+
+def _discard(*tasks: "asyncio.Future[Any]") -> None:
+    """Cancel ``tasks``; an error one of them already ended with is expected, not news."""
+    for task in tasks:
+        task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 class _Activity:
