@@ -38,6 +38,24 @@ def _run(*args: str) -> str:
     return subprocess.run(args, check=True, capture_output=True, text=True, timeout=30).stdout
 
 
+def remove_orphans() -> None:
+    """Delete namespaces left by test runs that were killed (their pid is in the name)."""
+    for line in _run("ip", "netns", "list").splitlines():
+        match = re.match(r"^rfeg-(\d+)-[0-9a-f]+", line)
+        if match and not _alive(int(match.group(1))):
+            subprocess.run(["ip", "netns", "del", match.group(0)], capture_output=True, timeout=30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def _free_subnet() -> ipaddress.IPv4Network:
     """A /29 of 198.51.100.0/24 that no address or route of this host touches yet."""
     text = _run("ip", "-o", "-4", "addr") + _run("ip", "-4", "route")
@@ -71,12 +89,13 @@ class FakeInternet:
 
     @classmethod
     def create(cls, workdir: Path) -> FakeInternet:
+        remove_orphans()
         tag = secrets.token_hex(3)
         subnet = _free_subnet()
         hosts = [str(h) for h in subnet.hosts()]
         v6 = ipaddress.ip_network(f"2001:db8:{secrets.randbelow(0xFFFF):x}:{tag[:4]}::/64")
         fake = cls(
-            name=f"rfeg-{tag}",
+            name=f"rfeg-{os.getpid()}-{tag}",
             subnet=subnet,
             host_ip=hosts[0],
             allowed_ip=hosts[1],

@@ -42,11 +42,15 @@ _FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding"})
 class BadRequest(Exception):
     """The request cannot be accepted; ``status`` and ``reason`` go to the client and the log."""
 
-    def __init__(self, status: int, reason: str, detail: str) -> None:
+    def __init__(
+        self, status: int, reason: str, detail: str, host: str = "", port: int = 0
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.reason = reason
         self.detail = detail
+        self.host = host  # the target, when it was parsed before the refusal
+        self.port = port
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,7 @@ def _absolute(
     if len(hosts) > 1 or (version == b"1.1" and not hosts):
         raise BadRequest(400, "bad_request", "exactly one Host header is required")
     if hosts and _authority(hosts[0], 80) != (host, port):
-        raise BadRequest(403, "host_header_mismatch", "Host header names another host")
+        raise BadRequest(403, "host_header_mismatch", "Host header names another host", host, port)
     path = path if path.startswith(b"/") else b"/" + path
     return ProxyRequest(
         connect=False,

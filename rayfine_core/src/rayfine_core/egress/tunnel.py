@@ -85,7 +85,7 @@ async def serve_connection(
         or ctx.total_active() >= limits.max_total_connections
     ):
         site.counters.decided("deny", "-", 0, "too_many_connections")
-        await _answer(writer, 503, "too_many_connections", "-", 0)
+        await _answer(reader, writer, 503, "too_many_connections", "-", 0)
         writer.close()
         return
     site.counters.opened()
@@ -123,12 +123,13 @@ async def _serve(
             raise _Refused(400, "data_before_tunnel")
         up_reader, up_writer = await _open_upstream(request, site.policy, ctx)
     except BadRequest as exc:
+        host, port = exc.host or host, exc.port or port
         counters.decided("deny", host, port, exc.reason)
-        await _answer(writer, exc.status, exc.reason, host, port)
+        await _answer(reader, writer, exc.status, exc.reason, host, port)
         return
     except _Refused as exc:
         counters.decided("fail" if isinstance(exc, _Failed) else "deny", host, port, exc.reason)
-        await _answer(writer, exc.status, exc.reason, host, port)
+        await _answer(reader, writer, exc.status, exc.reason, host, port)
         return
     try:
         if request.connect:
@@ -350,10 +351,24 @@ async def _pump(
         await dst.drain()
 
 
+_LINGER_SECONDS = 2.0
+_LINGER_BYTES = 1024 * 1024
+
+
 async def _answer(
-    writer: asyncio.StreamWriter, status: int, reason: str, host: str, port: int
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    status: int,
+    reason: str,
+    host: str,
+    port: int,
 ) -> None:
-    """Send the client a short plain-text refusal, then close."""
+    """Send the client a short plain-text refusal, then end the connection gracefully.
+
+    The client may still be sending (a huge header, a body): closing with
+    unread input would make the kernel send a reset that can overtake the
+    answer.  So: answer, half-close, and discard input for a moment.
+    """
     titles = {
         400: "Bad Request",
         403: "Forbidden",
@@ -371,6 +386,18 @@ async def _answer(
     )
     try:
         writer.write(head.encode() + body)
+        if writer.can_write_eof():
+            writer.write_eof()
         await asyncio.wait_for(writer.drain(), 5)
+        await asyncio.wait_for(_discard_input(reader), _LINGER_SECONDS)
     except (OSError, asyncio.TimeoutError):
         pass
+
+
+async def _discard_input(reader: asyncio.StreamReader) -> None:
+    seen = 0
+    while seen < _LINGER_BYTES:
+        chunk = await reader.read(CHUNK)
+        if not chunk:
+            return
+        seen += len(chunk)

@@ -70,6 +70,12 @@ class Forwarder:
             self._loop.run_forever()
         finally:
             server.close()
+            # Finish every connection's task here: left to the garbage collector,
+            # their clean-up would run at a random later point, on a closed loop.
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
