@@ -24,6 +24,7 @@ _sni = threading.local()
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # head and body are two writes: no 40 ms delayed-ACK stall
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self._answer()
@@ -73,6 +74,7 @@ class TLSServer(DualStackServer):
 
     def get_request(self) -> tuple[socket.socket, object]:
         raw, addr = self.socket.accept()
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # the handshake too
         tls = self.context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
         return tls, addr
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -197,9 +198,11 @@ async def _open_upstream(
             timed_out = True
             break
         try:
-            return await asyncio.wait_for(
+            up_reader, up_writer = await asyncio.wait_for(
                 asyncio.open_connection(str(address), request.port, limit=CHUNK), remaining
             )
+            _no_delay(up_writer)
+            return up_reader, up_writer
         except asyncio.TimeoutError:
             timed_out = True
         except OSError:
@@ -305,6 +308,14 @@ async def _relay(
             task.result()
     finally:
         _discard(up, down)
+
+
+def _no_delay(writer: asyncio.StreamWriter) -> None:
+    """Send small writes at once (asyncio skips sockets whose proto field is 0)."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _discard(*tasks: "asyncio.Future[Any]") -> None:

@@ -79,6 +79,10 @@ class Forwarder:
             self._loop.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # asyncio only sets TCP_NODELAY on sockets whose proto is IPPROTO_TCP, and
+        # accepted sockets of create_server() have proto 0: without this, a TLS
+        # answer after a session ticket waits out the client's 40 ms delayed ACK.
+        _no_delay(writer)
         try:
             up_reader, up_writer = await asyncio.open_unix_connection(self.socket_path, limit=CHUNK)
         except OSError:
@@ -96,6 +100,15 @@ class Forwarder:
         finally:
             writer.close()
             up_writer.close()
+
+
+def _no_delay(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
 
 
 async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
