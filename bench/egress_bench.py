@@ -28,6 +28,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import ssl
 import statistics
@@ -463,6 +464,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
+    # SIGTERM ends the run like Ctrl-C does: through the finally below, which removes
+    # every container and the namespace.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     reason = can_create()
     if reason:
         sys.exit(f"egress bench: {reason}")

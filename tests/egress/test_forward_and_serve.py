@@ -64,7 +64,7 @@ def test_the_forwarder_runs_on_every_supported_python(
         )
     finally:
         process.terminate()
-        process.wait(10)
+        assert process.wait(10) == 0  # SIGTERM is a clean stop
 
 
 def test_standard_clients_find_the_forwarder_through_the_proxy_variables(

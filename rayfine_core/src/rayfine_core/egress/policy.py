@@ -57,7 +57,7 @@ def normalize_host(host: str) -> Optional[str]:
 
 
 def split_host_port(text: str) -> tuple[str, Optional[str]]:
-    """Split ``host:port``, ``[v6]:port``, ``[v6]``, bare ``v6`` or ``host``; port None if absent."""
+    """Split ``host:port``, ``[v6]:port``, ``[v6]``, a bare IPv6 literal or ``host``."""
     if text.startswith("["):
         end = text.find("]")
         if end < 0:

@@ -132,16 +132,17 @@ async def _serve(
         counters.decided("fail" if isinstance(exc, _Failed) else "deny", host, port, exc.reason)
         await _answer(reader, writer, exc.status, exc.reason, host, port)
         return
+    link = _Link(reader, writer, up_reader, up_writer, counters)
+    stop_watching = _watch_idle(link, limits.idle_timeout)
     try:
         if request.connect:
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            await _tunnel(reader, writer, up_reader, up_writer, request, site, limits)
+            await _tunnel(link, request, limits)
         else:
             counters.decided("allow", host, port, "ok")
-            up_writer.write(request.upstream_head + rest)
-            counters.transferred(len(request.upstream_head) + len(rest), 0)
-            await _relay(reader, writer, up_reader, up_writer, b"", counters, limits)
+            await _relay(link, request.upstream_head + rest)
     finally:
+        stop_watching()
         up_writer.close()
 
 
@@ -210,24 +211,49 @@ async def _open_upstream(
     raise _Failed(504, "connect_timeout") if timed_out else _Failed(502, "connect_failed")
 
 
-async def _tunnel(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    up_reader: asyncio.StreamReader,
-    up_writer: asyncio.StreamWriter,
-    request: ProxyRequest,
-    site: Site,
-    limits: ProxyLimits,
-) -> None:
+@dataclass
+class _Link:
+    """Both ends of a relayed connection, its counters, and when a byte last moved."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    up_reader: asyncio.StreamReader
+    up_writer: asyncio.StreamWriter
+    counters: EnvCounters
+    last: float = field(default_factory=time.monotonic)
+
+
+def _watch_idle(link: _Link, idle: float) -> Callable[[], None]:
+    """Cancel the current task (the connection) once no byte moved either way for ``idle`` s.
+
+    One timer per connection instead of a timeout on every read: a relayed
+    chunk then costs a read and a write, nothing more.  Returns the function
+    that stops the watch.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    handles: list[asyncio.TimerHandle] = []
+
+    def check() -> None:
+        remaining = link.last + idle - time.monotonic()
+        if remaining > 0:
+            handles[0] = loop.call_later(remaining, check)
+        elif task is not None:
+            task.cancel()
+
+    handles.append(loop.call_later(idle, check))
+    return lambda: handles[0].cancel()
+
+
+async def _tunnel(link: _Link, request: ProxyRequest, limits: ProxyLimits) -> None:
     """Relay a CONNECT tunnel once its first client bytes pass the TLS server-name check.
 
     The target may speak first (on ports other than 443), so its bytes flow
     to the client while the client's first bytes are awaited.
     """
-    counters = site.counters
-    activity = _Activity()
-    down = asyncio.ensure_future(_pump(up_reader, writer, activity, limits, counters, False))
-    judge = asyncio.ensure_future(_first_bytes(reader, request, limits))
+    counters = link.counters
+    down = asyncio.ensure_future(_pump(link, outbound=False))
+    judge = asyncio.ensure_future(_first_bytes(link.reader, request, limits))
     decided = False
     try:
         await asyncio.wait(
@@ -242,9 +268,7 @@ async def _tunnel(
             return
         counters.decided("allow", request.host, request.port, "ok")
         if first:
-            await _relay(
-                reader, writer, up_reader, up_writer, first, counters, limits, down, activity
-            )
+            await _relay(link, first, down)
     finally:
         if not decided:
             counters.decided("allow", request.host, request.port, "no_client_data")
@@ -282,27 +306,15 @@ async def _first_bytes(
         data += chunk
 
 
-async def _relay(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    up_reader: asyncio.StreamReader,
-    up_writer: asyncio.StreamWriter,
-    first: bytes,
-    counters: EnvCounters,
-    limits: ProxyLimits,
-    down: Optional["asyncio.Future[None]"] = None,
-    activity: Optional[_Activity] = None,
-) -> None:
-    """Copy bytes both ways until both sides are done, or nothing moved for ``idle_timeout``."""
-    activity = activity or _Activity()
+async def _relay(link: _Link, first: bytes, down: Optional[asyncio.Future[None]] = None) -> None:
+    """Copy bytes both ways until both sides are done; a reset on either side ends both."""
     if first:
-        up_writer.write(first)
-        counters.transferred(len(first), 0)
+        link.up_writer.write(first)
+        link.counters.transferred(len(first), 0)
     if down is None:
-        down = asyncio.ensure_future(_pump(up_reader, writer, activity, limits, counters, False))
-    up = asyncio.ensure_future(_pump(reader, up_writer, activity, limits, counters, True))
+        down = asyncio.ensure_future(_pump(link, outbound=False))
+    up = asyncio.ensure_future(_pump(link, outbound=True))
     try:
-        # Either direction failing (idle, reset) ends the whole connection.
         done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
             task.result()
@@ -318,47 +330,28 @@ def _no_delay(writer: asyncio.StreamWriter) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def _discard(*tasks: "asyncio.Future[Any]") -> None:
+def _discard(*tasks: asyncio.Future[Any]) -> None:
     """Cancel ``tasks``; an error one of them already ended with is expected, not news."""
     for task in tasks:
         task.cancel()
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
-class _Activity:
-    """When a byte last moved in either direction."""
-
-    def __init__(self) -> None:
-        self.last = time.monotonic()
-
-
-async def _pump(
-    src: asyncio.StreamReader,
-    dst: asyncio.StreamWriter,
-    activity: _Activity,
-    limits: ProxyLimits,
-    counters: EnvCounters,
-    outbound: bool,
-) -> None:
-    """Copy ``src`` to ``dst`` until EOF (passed on as a half-close); idle for too long raises."""
+async def _pump(link: _Link, outbound: bool) -> None:
+    """Copy one direction until EOF, passed on as a half-close."""
+    src, dst = (link.reader, link.up_writer) if outbound else (link.up_reader, link.writer)
     while True:
-        wait = activity.last + limits.idle_timeout - time.monotonic()
-        try:
-            chunk = await asyncio.wait_for(src.read(CHUNK), max(wait, 0.001))
-        except asyncio.TimeoutError:
-            if time.monotonic() - activity.last >= limits.idle_timeout:
-                raise
-            continue
+        chunk = await src.read(CHUNK)
         if not chunk:
             if dst.can_write_eof():
                 dst.write_eof()
             return
-        activity.last = time.monotonic()
+        link.last = time.monotonic()
         dst.write(chunk)
         if outbound:
-            counters.transferred(len(chunk), 0)
+            link.counters.transferred(len(chunk), 0)
         else:
-            counters.transferred(0, len(chunk))
+            link.counters.transferred(0, len(chunk))
         await dst.drain()
 
 

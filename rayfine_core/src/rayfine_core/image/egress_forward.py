@@ -20,10 +20,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import socket
 import sys
 import threading
-from typing import List, Optional
+from typing import List, Optional, Set
 
 DEFAULT_SOCKET = "/run/rayfine/egress.sock"
 DEFAULT_PORT = 3128
@@ -45,6 +46,7 @@ class Forwarder:
         self._listener.setblocking(False)
         self.port: int = self._listener.getsockname()[1]
         self._loop = asyncio.new_event_loop()
+        self._writers: Set[asyncio.StreamWriter] = set()
         self._started = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name="rayfine-egress-forward", daemon=True
@@ -70,12 +72,20 @@ class Forwarder:
             self._loop.run_forever()
         finally:
             server.close()
-            # Finish every connection's task here: left to the garbage collector,
-            # their clean-up would run at a random later point, on a closed loop.
+            # End every connection here, by closing its sockets: its task then returns
+            # on its own.  Left to the garbage collector, the clean-up would run at a
+            # random later point on a closed loop; cancelling the tasks makes some
+            # Python versions log the cancellation as an error.
+            for writer in list(self._writers):
+                writer.close()
             pending = asyncio.all_tasks(self._loop)
-            for task in pending:
+            if pending:
+                self._loop.run_until_complete(asyncio.wait(pending, timeout=2))
+            for task in asyncio.all_tasks(self._loop):
                 task.cancel()
-            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self._loop.run_until_complete(
+                asyncio.gather(*asyncio.all_tasks(self._loop), return_exceptions=True)
+            )
             self._loop.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -83,6 +93,7 @@ class Forwarder:
         # accepted sockets of create_server() have proto 0: without this, a TLS
         # answer after a session ticket waits out the client's 40 ms delayed ACK.
         _no_delay(writer)
+        self._writers.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_unix_connection(self.socket_path, limit=CHUNK)
         except OSError:
@@ -92,7 +103,9 @@ class Forwarder:
             except OSError:
                 pass
             writer.close()
+            self._writers.discard(writer)
             return
+        self._writers.add(up_writer)
         try:
             await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
         except (OSError, asyncio.IncompleteReadError):
@@ -100,6 +113,8 @@ class Forwarder:
         finally:
             writer.close()
             up_writer.close()
+            self._writers.discard(writer)
+            self._writers.discard(up_writer)
 
 
 def _no_delay(writer: asyncio.StreamWriter) -> None:
@@ -158,10 +173,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"egress_forward: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
         return 1
     print(f"egress_forward: 127.0.0.1:{forwarder.port} -> {args.socket}", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+    done = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: done.set())
+    done.wait()
     forwarder.stop()
     return 0
 
