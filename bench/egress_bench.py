@@ -65,9 +65,14 @@ HOST = "api.allowed.test"
 def get(tls: ssl.SSLSocket, host: str = HOST, body: bytes = b"") -> bytes:
     method = b"POST" if body else b"GET"
     tls.sendall(
-        method + b" / HTTP/1.1\r\nHost: " + host.encode() + b"\r\nContent-Length: "
-        + str(len(body)).encode() + b"\r\n\r\n" + body
-    )  # fmt: skip
+        method
+        + b" / HTTP/1.1\r\nHost: "
+        + host.encode()
+        + b"\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
     head = b""
     while b"\r\n\r\n" not in head:
         chunk = tls.recv(4096)
@@ -150,10 +155,28 @@ def host_latency(fake: FakeInternet, work: Path, rounds: int) -> list[Row]:
         stop_proxy(proxy, sock_path)
     mb = 32 * 2**20 / 1e6
     return [
-        Row("(a)", "new HTTPS connection + GET", us(new_via), f"direct {us(new_direct)}", new_via / new_direct),
-        Row("(a)", "GET on an established tunnel", us(warm_via), f"direct {us(warm_direct)}", warm_via / warm_direct),
-        Row("(a)", "32 MiB upload", f"{mb / up_via:,.0f} MB/s", f"direct {mb / up_direct:,.0f} MB/s", up_via / up_direct),
-    ]  # fmt: skip
+        Row(
+            "(a)",
+            "new HTTPS connection + GET",
+            us(new_via),
+            f"direct {us(new_direct)}",
+            new_via / new_direct,
+        ),
+        Row(
+            "(a)",
+            "GET on an established tunnel",
+            us(warm_via),
+            f"direct {us(warm_direct)}",
+            warm_via / warm_direct,
+        ),
+        Row(
+            "(a)",
+            "32 MiB upload",
+            f"{mb / up_via:,.0f} MB/s",
+            f"direct {mb / up_direct:,.0f} MB/s",
+            up_via / up_direct,
+        ),
+    ]
 
 
 def interleave(a: Callable[[], Any], b: Callable[[], Any], n: int) -> tuple[float, float]:
@@ -171,10 +194,20 @@ def interleave(a: Callable[[], Any], b: Callable[[], Any], n: int) -> tuple[floa
 def start_proxy(fake: FakeInternet, sock_path: str, log: Path) -> subprocess.Popen[bytes]:
     policy = EgressPolicy([HOST], allow_private=[str(fake.subnet)])
     command = [
-        sys.executable, "-m", "rayfine_core.egress", "serve", "--socket", sock_path,
-        "--env-id", "bench", "--log-level", "warning", "--resolve", f"{HOST}={fake.allowed_ip}",
+        sys.executable,
+        "-m",
+        "rayfine_core.egress",
+        "serve",
+        "--socket",
+        sock_path,
+        "--env-id",
+        "bench",
+        "--log-level",
+        "warning",
+        "--resolve",
+        f"{HOST}={fake.allowed_ip}",
         *policy.to_args(),
-    ]  # fmt: skip
+    ]
     with open(log, "ab") as sink:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=sink)
     assert process.stdout is not None and process.stdout.readline() == b"ready\n"
@@ -237,10 +270,15 @@ class Engines:
         self, engine: str, isolation: str, run_dir: Path, command: list[str], env: dict[str, str]
     ) -> str:
         options: dict[str, Any] = dict(
-            image=IMAGE, command=command, environment=env, user="10001:10001", cap_drop=["ALL"],
-            network_mode="none", name=f"egress-bench-{secrets.token_hex(4)}",
+            image=IMAGE,
+            command=command,
+            environment=env,
+            user="10001:10001",
+            cap_drop=["ALL"],
+            network_mode="none",
+            name=f"egress-bench-{secrets.token_hex(4)}",
             labels={"rayfine.bench": "egress"},
-        )  # fmt: skip
+        )
         volumes = {str(run_dir): {"bind": "/run/rayfine", "mode": "rw"}}
         if engine == "docker":
             options.update(docker_create_options(isolation))
@@ -335,9 +373,12 @@ def container_egress(engines: Engines, fake: FakeInternet, work: Path, rounds: i
         proxy = start_proxy(fake, sock_path, work / "proxy.log")
         try:
             cid = engines.start(
-                engine, isolation, run_dir, ["python3", "/run/rayfine/client.py", str(rounds)],
+                engine,
+                isolation,
+                run_dir,
+                ["python3", "/run/rayfine/client.py", str(rounds)],
                 container_env(),
-            )  # fmt: skip
+            )
             out = engines.output(engine, cid)
             engines.remove(cid)
             line = next((x for x in out.splitlines() if x.startswith("RESULT ")), None)
@@ -360,7 +401,15 @@ def container_egress(engines: Engines, fake: FakeInternet, work: Path, rounds: i
                     g["new"] / r["new"],
                 )
             )
-            rows.append(Row("(b)", f"{engine}: GET on an established tunnel", f"gVisor {us(g['warm'])}", f"runc {us(r['warm'])}", g["warm"] / r["warm"]))  # fmt: skip
+            rows.append(
+                Row(
+                    "(b)",
+                    f"{engine}: GET on an established tunnel",
+                    f"gVisor {us(g['warm'])}",
+                    f"runc {us(r['warm'])}",
+                    g["warm"] / r["warm"],
+                )
+            )
     return rows
 
 
@@ -408,11 +457,27 @@ def cold_start_and_uds(engines: Engines, work: Path, rounds: int, calls: int) ->
         g, r = starts.get((engine, "gvisor")), starts.get((engine, "container"))
         if g and r:
             gm, rm = statistics.median(g), statistics.median(r)
-            rows.append(Row("(c)", f"{engine}: create -> answering on a Unix socket", f"gVisor {gm:.2f} s", f"runc {rm:.2f} s", gm / rm))  # fmt: skip
+            rows.append(
+                Row(
+                    "(c)",
+                    f"{engine}: create -> answering on a Unix socket",
+                    f"gVisor {gm:.2f} s",
+                    f"runc {rm:.2f} s",
+                    gm / rm,
+                )
+            )
     for engine in ("docker", "podman"):
         g2, r2 = trips.get((engine, "gvisor")), trips.get((engine, "container"))
         if g2 and r2:
-            rows.append(Row("(d)", f"{engine}: 100-byte round trip over the socket", f"gVisor {us(g2)}", f"runc {us(r2)}", g2 / r2))  # fmt: skip
+            rows.append(
+                Row(
+                    "(d)",
+                    f"{engine}: 100-byte round trip over the socket",
+                    f"gVisor {us(g2)}",
+                    f"runc {us(r2)}",
+                    g2 / r2,
+                )
+            )
     return rows
 
 

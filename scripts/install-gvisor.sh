@@ -174,6 +174,7 @@ if have == want:
 if have is not None and not replace:
     print("conflict " + json.dumps(have)); sys.exit()
 data.setdefault("runtimes", {})["runsc"] = want
+conf = os.path.abspath(conf)
 os.makedirs(os.path.dirname(conf), exist_ok=True)
 fd, tmp = tempfile.mkstemp(dir=os.path.dirname(conf))
 with os.fdopen(fd, "w") as f:

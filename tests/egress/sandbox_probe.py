@@ -95,7 +95,7 @@ def main():
     results["kernel"] = platform.release()
     results["uid"] = os.getuid()
     with open("/proc/self/status") as f:
-        results["CapEff"] = next(l.split()[1] for l in f if l.startswith("CapEff"))
+        results["CapEff"] = next(x.split()[1] for x in f if x.startswith("CapEff"))
     print("PROBE " + json.dumps(results), flush=True)
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from rayfine_core.egress import EgressPolicy, EgressProxy, container_env
 from rayfine_core.egress.isolation import (
     check_started_under_gvisor,
@@ -125,7 +124,7 @@ def _run_podman(options: dict[str, Any], run_dir: Path, isolation: str) -> str:
 
 
 def probe_output(output: str) -> dict[str, Any]:
-    line = next((l for l in output.splitlines() if l.startswith("PROBE ")), None)
+    line = next((x for x in output.splitlines() if x.startswith("PROBE ")), None)
     assert line is not None, output
     return json.loads(line[6:])  # type: ignore[no-any-return]
 

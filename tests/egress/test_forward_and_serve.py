@@ -12,7 +12,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from rayfine_core.egress import EgressPolicy, EgressProxy, attach, container_env
 from rayfine_core.image import egress_forward
 

@@ -1,9 +1,8 @@
-"""Strict parsing of what clients send the proxy: what is accepted, what is refused, what goes upstream."""
+"""Strict parsing of what clients send the proxy: accepted, refused, and what goes upstream."""
 
 from __future__ import annotations
 
 import pytest
-
 from rayfine_core.egress.http_head import BadRequest, parse_request
 
 

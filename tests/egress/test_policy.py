@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-
 from rayfine_core.egress import EgressPolicy
 from rayfine_core.egress.addresses import is_this_host, parse_ip, refused_reason
 from rayfine_core.egress.serve import build_parser

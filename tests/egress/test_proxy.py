@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-
 from rayfine_core.egress import EgressPolicy, EgressProxy, ProxyLimits, StaticResolver
 from rayfine_core.egress.stats import LOG_BURST, printable
 from rayfine_core.errors import UnknownEnvironmentError, ValidationError
 
-from .client import ask, connect, https_get, open_tunnel, read_all, read_head, refusal
+from .client import ask, connect, https_get, open_tunnel, read_all, refusal
 from .netns import FakeInternet
 
 pytestmark = pytest.mark.netns

@@ -21,11 +21,11 @@ from .attach import (
     default_proxy,
     spawn_server,
 )
+from .limits import ProxyLimits
 from .policy import EgressPolicy
 from .proxy import EgressProxy
 from .resolver import ResolveError, Resolver, StaticResolver, SystemResolver
 from .stats import EgressStats
-from .tunnel import ProxyLimits
 
 __all__ = [
     "CONTAINER_SOCKET",

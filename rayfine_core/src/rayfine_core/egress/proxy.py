@@ -17,10 +17,11 @@ import threading
 from typing import Any, Coroutine, Optional, TypeVar
 
 from ..errors import UnknownEnvironmentError, ValidationError
+from .limits import ProxyLimits
 from .policy import EgressPolicy
 from .resolver import Resolver, SystemResolver
 from .stats import EgressStats, EnvCounters
-from .tunnel import Context, ProxyLimits, Site, serve_connection
+from .tunnel import Context, Site, serve_connection
 
 T = TypeVar("T")
 _MAX_SUN_PATH = 107  # sockaddr_un.sun_path is 108 bytes with the NUL

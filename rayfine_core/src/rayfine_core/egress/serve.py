@@ -18,10 +18,10 @@ import threading
 from typing import Optional, Sequence
 
 from ..errors import ValidationError
+from .limits import ProxyLimits
 from .policy import EgressPolicy
 from .proxy import EgressProxy
 from .resolver import Resolver, StaticResolver, SystemResolver
-from .tunnel import ProxyLimits
 
 POLL_SECONDS = 0.5
 
