@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from . import errors
+from .egress.policy import EgressPolicy
 from .environment import registry, statefiles
 from .environment.faces import Environment
 from .environment.life import Life
@@ -35,6 +36,7 @@ def load_env(
     labels: Optional[Mapping[str, str]] = None,
     user: Optional[str] = SERVER_USER,
     isolation: str = "container",
+    egress: Optional[Iterable[str] | EgressPolicy] = None,
     runtime_options: Optional[Mapping[str, Any]] = None,
 ) -> Environment:
     """Start a container from ``image`` and return the environment running in it.
@@ -60,7 +62,11 @@ def load_env(
     :param labels: extra container labels.
     :param user: ``uid:gid`` (or name) the server runs as; ``"root"`` for
         environments that need it, None for the image's own user.
-    :param isolation: ``"container"``, or a stronger level the runtime offers.
+    :param isolation: ``"container"`` (runc, the host's kernel) or ``"gvisor"`` (gVisor's
+        user-space kernel: no network device; see the README's security section).
+    :param egress: an allow-list of hosts (``"api.example.com"``, ``"*.models.example"``,
+        ``"host:8443"``): the container gets no network of its own and reaches the outside
+        only through Rayfine's proxy, and only those hosts.
     :param runtime_options: settings only this runtime understands (passed through).
     :raises ValidationError: a bad argument (before any engine work).
     :raises ImageNotFoundError: the image is not there (Rayfine never pulls).
@@ -94,6 +100,7 @@ def options_from(arguments: Mapping[str, Any]) -> EnvOptions:
         labels=dict(a["labels"] or {}),
         user=a["user"],
         isolation=a["isolation"],
+        egress=a["egress"],
         runtime_options=dict(a["runtime_options"] or {}),
     )
 

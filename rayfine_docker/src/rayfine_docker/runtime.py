@@ -14,6 +14,12 @@ import os
 from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
 
 from rayfine_core import errors
+from rayfine_core.egress.isolation import (
+    check_started_under_gvisor,
+    docker_create_options,
+    gvisor_available,
+    gvisor_capabilities,
+)
 from rayfine_core.runtime.base import Capabilities, Runtime, engine_timeout
 from rayfine_core.runtime.engine_api import (
     LazyClient,
@@ -51,12 +57,18 @@ class DockerRuntime(Runtime):
     """Runs environments on a Docker Engine (``DOCKER_HOST`` or ``RAYFINE_DOCKER_HOST``)."""
 
     name = "docker"
-    capabilities = Capabilities(unix_socket=True, follow_logs=True, engine_url_option="base_url")
+    capabilities = Capabilities(
+        unix_socket=True,
+        follow_logs=True,
+        isolation=frozenset({"container", "gvisor"}),
+        engine_url_option="base_url",
+    )
 
     def __init__(self, base_url: Optional[str] = None) -> None:
         self._base_url = base_url or os.environ.get("RAYFINE_DOCKER_HOST")
         self._client: LazyClient[Any] = LazyClient(lambda: self._connect(engine_timeout()))
         self._builder: LazyClient[Any] = LazyClient(lambda: self._connect(BUILD_TIMEOUT))
+        self._gvisor: Optional[str] = None  # why gVisor cannot run here ("" once checked fine)
 
     @property
     def client(self) -> Any:
@@ -139,20 +151,35 @@ class DockerRuntime(Runtime):
 
     # -- containers -----------------------------------------------------------
 
+    def capabilities_for(self, isolation: str) -> Capabilities:
+        return (
+            gvisor_capabilities(self.capabilities) if isolation == "gvisor" else self.capabilities
+        )
+
     def start(self, request: StartRequest) -> ContainerHandle:
         from docker.errors import APIError, ImageNotFound
 
         check_reference(request.image)
+        if request.isolation == "gvisor":
+            self._require_gvisor()
         kwargs = self._run_kwargs(request)
         try:
-            container = self._do(lambda: self.client.containers.run(**kwargs))
+            container = self._do(lambda: self.client.containers.create(**kwargs))
         except ImageNotFound:
             raise _image_not_found(request.image) from None
         except APIError as exc:
             self._remove_if_ours(request)
             raise errors.StartError(
-                f"Docker could not start {request.name!r}: {exc.explanation or exc}"
+                f"Docker could not create {request.name!r}: {exc.explanation or exc}"
             ) from exc
+        try:
+            if request.isolation == "gvisor":  # never run untrusted code on runc by mistake
+                check_started_under_gvisor("docker", container.attrs)
+            self._do(container.start)
+        except (APIError, errors.StartError) as exc:
+            self.stop(container.id, timeout=0)
+            detail = getattr(exc, "explanation", None) or exc
+            raise errors.StartError(f"Docker could not start {request.name!r}: {detail}") from exc
         endpoint = request.socket_endpoint()
         if endpoint is None:
             self._do(container.reload)
@@ -176,7 +203,6 @@ class DockerRuntime(Runtime):
         kwargs: dict[str, Any] = dict(
             image=request.image,
             name=request.name,
-            detach=True,
             environment=request.env,
             labels=request.labels,
             security_opt=["no-new-privileges:true"],
@@ -192,7 +218,14 @@ class DockerRuntime(Runtime):
         if request.network:
             kwargs["network_mode"] = request.network
         kwargs.update(limit_options(request.limits))
+        kwargs.update(docker_create_options(request.isolation))
         return kwargs
+
+    def _require_gvisor(self) -> None:
+        if self._gvisor is None:
+            self._gvisor = gvisor_available("docker", self.client) or ""
+        if self._gvisor:
+            raise errors.ValidationError(f"isolation='gvisor' cannot run here: {self._gvisor}")
 
     def health(self, container_id: str) -> ContainerState:
         from docker.errors import NotFound

@@ -14,6 +14,12 @@ from datetime import datetime
 from typing import Any, Iterator, Mapping, Optional
 
 from rayfine_core import errors
+from rayfine_core.egress.isolation import (
+    check_started_under_gvisor,
+    gvisor_available,
+    gvisor_capabilities,
+    podman_service_url,
+)
 from rayfine_core.runtime.base import Capabilities, Runtime, engine_timeout
 from rayfine_core.runtime.engine_api import (
     LazyClient,
@@ -57,13 +63,20 @@ class PodmanRuntime(Runtime):
     name = "podman"
     # Podman 4.3 on cgroup v1 (this project's CI) reports an OOM kill only as exit code 137.
     capabilities = Capabilities(
-        unix_socket=True, follow_logs=True, oom_flag=False, engine_url_option="base_url"
+        unix_socket=True,
+        follow_logs=True,
+        oom_flag=False,
+        isolation=frozenset({"container", "gvisor"}),
+        engine_url_option="base_url",
     )
 
     def __init__(self, base_url: Optional[str] = None) -> None:
         self._service = PodmanService(base_url)
         self._client: LazyClient[Any] = LazyClient(lambda: self._connect(engine_timeout()))
         self._builder: LazyClient[Any] = LazyClient(lambda: self._connect(BUILD_TIMEOUT))
+        # Podman 4.3's API ignores a per-container runtime, so gVisor containers are created
+        # through a second service whose default runtime is runsc (scripts/install-gvisor.sh).
+        self._gvisor: LazyClient[Any] = LazyClient(self._connect_gvisor)
         self._tails: Optional[bool] = None
 
     @property
@@ -129,18 +142,35 @@ class PodmanRuntime(Runtime):
 
     # -- containers -----------------------------------------------------------
 
+    def capabilities_for(self, isolation: str) -> Capabilities:
+        return (
+            gvisor_capabilities(self.capabilities) if isolation == "gvisor" else self.capabilities
+        )
+
+    def _connect_gvisor(self) -> Any:
+        import podman
+
+        reason = gvisor_available("podman")
+        if reason:
+            raise errors.ValidationError(f"isolation='gvisor' cannot run here: {reason}")
+        url = podman_service_url("gvisor")
+        return podman.PodmanClient(base_url=url, timeout=int(engine_timeout()))
+
     def start(self, request: StartRequest) -> ContainerHandle:
         from podman.errors import APIError
 
         image = self._image(request.image)
+        creator = self._gvisor.get() if request.isolation == "gvisor" else self.client
         created = None
         try:
             with _engine_errors():
-                created = self.client.containers.create(
+                created = creator.containers.create(
                     **self._create_kwargs(request, exact_name(request.image, image))
                 )
+                if request.isolation == "gvisor":  # never run untrusted code on runc by mistake
+                    check_started_under_gvisor("podman", created.attrs)
                 created.start()
-        except APIError as exc:
+        except (APIError, errors.StartError) as exc:
             if created is not None:  # never touch a same-named container that is not ours
                 self.stop(created.id, timeout=0)
             else:
@@ -274,7 +304,7 @@ class PodmanRuntime(Runtime):
             return str(self.client.version().get("Version", "unknown"))
 
     def close(self) -> None:
-        for lazy in (self._client, self._builder):
+        for lazy in (self._client, self._builder, self._gvisor):
             client = lazy.reset()
             if client is not None:
                 client.close()

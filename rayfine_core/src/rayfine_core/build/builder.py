@@ -184,7 +184,7 @@ def _content_hash(info: EnvInfo, kind: EnvType, args: Mapping[str, str]) -> str:
         for path in sorted(server.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 h.update(str(path.relative_to(server)).encode() + b"\0" + path.read_bytes())
-        for name in ("install_wheels.py", "rayfine_start.py"):
+        for name in ("install_wheels.py", "rayfine_start.py", "egress_forward.py"):
             h.update(resources.files("rayfine_core.image").joinpath(name).read_bytes())
         h.update(_server_dockerfile("", "").encode())  # how the layer is built is an input too
     h.update(repr(sorted(args.items())).encode())
@@ -208,9 +208,10 @@ def _stage_server_layer(info: EnvInfo, base: str, context: Path, digest: str, em
         context / "rayfine_server",
         ignore=shutil.ignore_patterns("__pycache__", "tests"),
     )
-    (context / "rayfine_start.py").write_bytes(
-        resources.files("rayfine_core.image").joinpath("rayfine_start.py").read_bytes()
-    )
+    for name in ("rayfine_start.py", "egress_forward.py"):  # run in the image, stdlib only
+        (context / name).write_bytes(
+            resources.files("rayfine_core.image").joinpath(name).read_bytes()
+        )
     shutil.copyfile(info.path / "env.py", context / "env.py")  # walk() vetted any link
     (context / "Dockerfile").write_text(_server_dockerfile(base, digest))
     return context
@@ -223,7 +224,7 @@ FROM {base} AS rayfine-deps
 COPY wheels /tmp/rayfine-wheels
 COPY install_wheels.py /tmp/install_wheels.py
 COPY rayfine_server {site}/rayfine_server
-COPY rayfine_start.py {site}/rayfine_start.py
+COPY rayfine_start.py egress_forward.py {site}/
 RUN python3 /tmp/install_wheels.py /tmp/rayfine-wheels {site} \\
  && (python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash {site} >/dev/null || true)
 

@@ -20,6 +20,7 @@ from typing import Iterable, Optional, Union
 from ..errors import StartError
 from .policy import EgressPolicy
 from .proxy import EgressProxy, unlink_if_ours
+from .resolver import SystemResolver, from_hosts_file
 from .stats import EgressStats
 
 SOCKET_NAME = "egress.sock"
@@ -40,7 +41,9 @@ def default_proxy() -> EgressProxy:
     global _proxy, _proxy_pid
     with _proxy_lock:
         if _proxy is None or _proxy_pid != os.getpid():
-            _proxy, _proxy_pid = EgressProxy(), os.getpid()
+            hosts = os.environ.get("RAYFINE_EGRESS_HOSTS")
+            resolver = from_hosts_file(hosts, SystemResolver()) if hosts else None
+            _proxy, _proxy_pid = EgressProxy(resolver), os.getpid()
         return _proxy
 
 

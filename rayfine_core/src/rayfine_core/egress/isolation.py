@@ -13,9 +13,11 @@ import http.client
 import json
 import os
 import socket
+from dataclasses import replace
 from typing import Any, Mapping, Optional
 
 from ..errors import StartError, ValidationError
+from ..runtime.base import Capabilities
 
 ISOLATION_LEVELS = ("container", "gvisor")
 DOCKER_RUNTIME = "runsc"
@@ -45,6 +47,14 @@ Memory and CPU limits, the user, the run-dir mount (both directions of Unix
 sockets), logs and exit codes work as with runc; Docker reports the OOM flag,
 Podman 4.3 on cgroup v1 does not (as with runc).
 """
+
+
+def gvisor_capabilities(capabilities: Capabilities) -> Capabilities:
+    """``capabilities`` as they hold under gVisor (see :data:`GVISOR_LACKS`)."""
+    # An http-based app serves a TCP port, which cannot be reached without a network device.
+    return replace(
+        capabilities, host_ports=False, pids_limit=False, network_none=True, http_apps=False
+    )
 
 
 def check_isolation(value: str) -> str:

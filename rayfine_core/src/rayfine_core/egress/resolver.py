@@ -82,3 +82,21 @@ class StaticResolver:
         if self.fallback is not None:
             return await self.fallback.resolve(host, port)
         raise ResolveError("name not in the resolver's table")
+
+
+def from_hosts_file(path: str, fallback: Resolver) -> StaticResolver:
+    """A table read from a hosts-style file (``address name...`` lines, ``#`` comments).
+
+    ``RAYFINE_EGRESS_HOSTS`` names such a file to pin names to addresses for the
+    egress proxy (an internal mirror, a test's fake host); other names go to ``fallback``.
+    """
+    table: dict[str, list[str]] = {}
+    try:
+        text = open(path).read()
+    except OSError as exc:
+        raise ValidationError(f"RAYFINE_EGRESS_HOSTS: cannot read {path}: {exc.strerror}") from None
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        for name in words[1:]:
+            table.setdefault(name, []).append(words[0])
+    return StaticResolver(table, fallback)

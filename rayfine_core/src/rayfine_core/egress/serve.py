@@ -21,7 +21,7 @@ from ..errors import ValidationError
 from .limits import ProxyLimits
 from .policy import EgressPolicy
 from .proxy import EgressProxy
-from .resolver import Resolver, StaticResolver, SystemResolver
+from .resolver import Resolver, StaticResolver, SystemResolver, from_hosts_file
 
 POLL_SECONDS = 0.5
 
@@ -54,15 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resolver(entries: Sequence[str]) -> Resolver:
+    hosts = os.environ.get("RAYFINE_EGRESS_HOSTS")
+    fallback: Resolver = from_hosts_file(hosts, SystemResolver()) if hosts else SystemResolver()
     if not entries:
-        return SystemResolver()
+        return fallback
     table: dict[str, list[str]] = {}
     for entry in entries:
         name, sep, address = entry.partition("=")
         if not sep or not name or not address:
             raise ValidationError(f"--resolve {entry!r}: expected NAME=ADDRESS")
         table.setdefault(name, []).append(address)
-    return StaticResolver(table, fallback=SystemResolver())
+    return StaticResolver(table, fallback=fallback)
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .. import errors
+from .. import egress, errors
 from ..plugins.manager import get_manager
 from ..runtime import labels
 from ..runtime.base import Runtime, engine_timeout
@@ -52,6 +52,7 @@ class Container:
     run_dir: Optional[Path] = None
     handle: Optional[ContainerHandle] = None
     channel: Optional[Channel] = None
+    egress: Optional[egress.EgressAttachment] = None
     _start: Optional[concurrent.futures.Future[ContainerHandle]] = field(default=None, repr=False)
 
     @property
@@ -105,14 +106,41 @@ def plan(
     container = Container(request, env_type)
     if env_type is EnvType.FUNCTION_BASED:
         container.token = request.token = secrets.token_urlsafe(32)
+    if options.isolation != "container" or options.egress is not None:
+        request.network = "none"  # gVisor has no network device; egress is the only way out
     if caps.unix_socket and env_type is EnvType.FUNCTION_BASED:
         _use_run_dir(container, options)
     elif container.token is not None:
         # Runtimes without a host directory deliver it themselves (see StartRequest.token);
         # servers older than protocol 2 read only this variable.
         request.env["RAYFINE_TOKEN"] = container.token
-    get_manager().modify("rayfine_start", request=request, runtime=runtime.name)
+    if options.egress is not None:
+        _use_egress(container, options.egress, runtime)
+    try:
+        get_manager().modify("rayfine_start", request=request, runtime=runtime.name)
+    except BaseException:
+        release(container)
+        raise
     return container
+
+
+def _use_egress(container: Container, policy: egress.EgressPolicy, runtime: Runtime) -> None:
+    if container.run_dir is None:
+        raise errors.ValidationError(
+            f"egress=[...] needs a host run directory; runtime {runtime.name!r} has none"
+            " (Capabilities.unix_socket), and function-based environments only for now."
+        )
+    container.egress = egress.attach(container.run_dir, policy, container.env_id)
+    container.request.env.update(egress.container_env())
+
+
+def release(container: Container) -> None:
+    """Drop what the host holds for ``container``: its egress socket and its run directory."""
+    if container.egress is not None:
+        container.egress.close()
+        container.egress = None
+    if container.run_dir is not None:
+        rundir.remove(container.run_dir)
 
 
 def _use_run_dir(container: Container, options: EnvOptions) -> None:
@@ -199,8 +227,7 @@ def remove(runtime: Runtime, container: Container, timeout: float) -> None:
         remove_by_label(runtime, container.env_id)  # whatever a failed or lost start left
     if container.channel is not None:
         container.channel.close()
-    if container.run_dir is not None:
-        rundir.remove(container.run_dir)
+    release(container)
 
 
 def logs_of(runtime: Runtime, container: Container) -> str:

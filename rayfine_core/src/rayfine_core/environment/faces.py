@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Optional, Sequence
 
+from ..egress.stats import EgressStats
 from ..runtime.types import ContainerHandle, EnvType
 from ..transport.protocol import MethodInfo
 from . import steps
@@ -88,6 +89,10 @@ class _Face:
         timeout: Optional[float] = None,
     ) -> Any:
         raise NotImplementedError
+
+    def egress_stats(self) -> Optional[EgressStats]:
+        """Connections the egress proxy allowed and denied so far (None without ``egress=``)."""
+        return self._life.egress_stats()
 
     def detach(self) -> Path:
         """Let the container outlive this process; reach it again with ``rayfine_core.attach()``.

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from .. import errors
+from ..egress.stats import EgressStats
 from ..plugins.hookspecs import CallInfo
 from ..plugins.manager import get_manager
 from ..runtime.base import Runtime, engine_timeout
@@ -173,8 +174,7 @@ class Life:
         self._dialect = dialect_for(planned.env_type)
         with self._lock:  # tracked before the engine is asked: stop() always finds it
             if self._state not in (State.STARTING, State.RESTARTING):
-                if planned.run_dir is not None:
-                    rundir.remove(planned.run_dir)
+                containers.release(planned)
                 raise self._closed_during("the start")
             self._current = planned
             containers.begin_start(self.runtime, planned)
@@ -465,6 +465,13 @@ class Life:
         """The container's last ``tail`` lines of output (blocking)."""
         return self.runtime.logs(self.handle.id, tail)
 
+    def egress_stats(self) -> Optional[EgressStats]:
+        """The egress proxy's counters for the current container (None without egress)."""
+        container = self._current
+        if container is None or container.egress is None:
+            return None
+        return container.egress.stats()
+
     # -- stop -------------------------------------------------------------------------
     def stop(self, reason: str = "cleanup") -> Flow[None]:
         """Stop and remove the container; idempotent, and retried by a later call if it fails."""
@@ -501,6 +508,9 @@ class Life:
                 f"Environment {self.env_id} is {self._state.value}; there is nothing to detach."
             )
         path = self._write_state_file()
+        container = self._current
+        if container is not None and container.egress is not None:  # must outlive this process
+            container.egress.detach(statefiles.state_dir().parent / "egress" / f"{self.env_id}.log")
         registry.discard(self.env_id)
         return path
 

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+from ..egress.isolation import check_isolation, validate_gvisor_options
+from ..egress.policy import EgressPolicy
 from ..errors import ValidationError
 from ..runtime.types import SERVER_USER, EnvType, Limits, check_reference
 
@@ -51,6 +53,7 @@ class EnvOptions:
     labels: dict[str, str] = field(default_factory=dict)
     user: Optional[str] = SERVER_USER
     isolation: str = "container"
+    egress: Optional[EgressPolicy] = None
     runtime_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,6 +87,28 @@ class EnvOptions:
             )
         _check_limits(self.limits)
         self.labels = _check_labels(self.labels)
+        check_isolation(self.isolation)
+        if self.isolation == "gvisor":
+            if self.limits.pids_limit == DEFAULT_PIDS_LIMIT:
+                self.limits.pids_limit = None  # bounds gVisor's own threads, not the env's
+            validate_gvisor_options(self.network, self.http_port, self.limits.pids_limit)
+            if self.transport == "tcp":
+                raise ValidationError(
+                    "isolation='gvisor' has no network device to publish a port on; use the"
+                    " default Unix-socket transport."
+                )
+        if self.egress is not None:
+            self.egress = EgressPolicy.coerce(self.egress)
+            if self.network not in (None, "none"):
+                raise ValidationError(
+                    f"egress=[...] replaces the network: the container gets none, and the"
+                    f" allow-list is its only way out. Drop network={self.network!r}."
+                )
+            if self.transport == "tcp" or self.http_port is not None:
+                raise ValidationError(
+                    "egress=[...] needs the Unix-socket transport (the container has no network"
+                    " device to publish a port on); drop transport='tcp' / http_port."
+                )
 
 
 def _matches(pattern: re.Pattern[str], text: str) -> bool:

@@ -173,6 +173,10 @@ class Runtime(ABC):
         :raises EngineUnavailableError: the engine cannot be reached.
         """
 
+    def capabilities_for(self, isolation: str) -> Capabilities:
+        """The capabilities of containers started at ``isolation`` (default: :attr:`capabilities`)."""
+        return self.capabilities
+
     def follow_logs(self, container_id: str, tail: int = 50) -> Iterator[str]:
         """Yield the last ``tail`` lines of output, then each new line, until the container stops.
 

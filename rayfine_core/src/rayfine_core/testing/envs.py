@@ -52,7 +52,7 @@ class Actor:
 
     def security(self) -> dict:
         status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
-        return {"CapEff": status["CapEff"].strip(), "NoNewPrivs": status["NoNewPrivs"].strip(),
+        return {"CapEff": status["CapEff"].strip(), "NoNewPrivs": status.get("NoNewPrivs", "not reported").strip(),
                 "uid": os.getuid()}
 
     def allocate(self, megabytes: int) -> int:

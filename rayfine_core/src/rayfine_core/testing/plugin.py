@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -18,6 +19,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store",
         default=os.environ.get("RAYFINE_TEST_RUNTIME", "docker"),
         help="name of the Rayfine runtime the conformance suite runs against (default: docker).",
+    )
+    group.addoption(
+        "--rayfine-isolation",
+        action="store",
+        default=os.environ.get("RAYFINE_TEST_ISOLATION", "container"),
+        help="isolation level every environment of the suite starts with (default: container).",
     )
 
 
@@ -34,11 +41,39 @@ def rayfine_runtime(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def rayfine_capabilities(rayfine_runtime: str):  # type: ignore[no-untyped-def]
-    """The :class:`~rayfine_core.Capabilities` the runtime under test declares."""
+def rayfine_isolation(request: pytest.FixtureRequest, rayfine_runtime: str) -> str:
+    """The isolation level under test; the runtime must offer it (else the run fails)."""
     import rayfine_core as rf
 
-    return rf.get_runtime(rayfine_runtime).capabilities
+    isolation = str(request.config.getoption("--rayfine-isolation"))
+    offered = rf.get_runtime(rayfine_runtime).capabilities.isolation
+    if isolation not in offered:
+        raise pytest.UsageError(f"{rayfine_runtime} offers isolation {sorted(offered)}")
+    return isolation
+
+
+@pytest.fixture(scope="session")
+def rayfine_capabilities(rayfine_runtime: str, rayfine_isolation: str):  # type: ignore[no-untyped-def]
+    """The :class:`~rayfine_core.Capabilities` of the runtime under test at that isolation."""
+    import rayfine_core as rf
+
+    return rf.get_runtime(rayfine_runtime).capabilities_for(rayfine_isolation)
+
+
+@pytest.fixture(scope="session")
+def rayfine_load(rayfine_runtime: str, rayfine_isolation: str) -> Callable[..., Any]:
+    """``load_env`` with the runtime and isolation under test filled in."""
+    import rayfine_core as rf
+
+    return functools.partial(rf.load_env, runtime=rayfine_runtime, isolation=rayfine_isolation)
+
+
+@pytest.fixture(scope="session")
+def rayfine_aload(rayfine_runtime: str, rayfine_isolation: str) -> Callable[..., Any]:
+    """``aload_env`` with the runtime and isolation under test filled in."""
+    import rayfine_core as rf
+
+    return functools.partial(rf.aload_env, runtime=rayfine_runtime, isolation=rayfine_isolation)
 
 
 def requires(capabilities: object, name: str, why: str) -> None:

@@ -31,11 +31,9 @@ def owned(runtime: str, env_id: str) -> list:
 
 
 @pytest.fixture(scope="module")
-def sink(rayfine_runtime, rayfine_image):
+def sink(rayfine_runtime, rayfine_image, rayfine_load):
     image = rayfine_image("kitchen-sink")
-    with rf.load_env(
-        image, runtime=rayfine_runtime, env_vars={"SECRET_KEY": SECRET, "GREETING": "hi"}
-    ) as env:
+    with rayfine_load(image, env_vars={"SECRET_KEY": SECRET, "GREETING": "hi"}) as env:
         yield env
 
 
@@ -150,11 +148,12 @@ def test_env_vars_reach_the_environment_and_the_token_does_not(sink):
     assert sink.env("RAYFINE_TOKEN") is None
 
 
-def test_hardened_defaults(sink, rayfine_capabilities):
+def test_hardened_defaults(sink, rayfine_capabilities, rayfine_isolation):
     requires(rayfine_capabilities, "user", "it cannot drop privileges")
     security = sink.security()
     assert int(security["CapEff"], 16) == 0
-    assert security["NoNewPrivs"] == "1"
+    # gVisor's /proc does not report it (runsc itself runs with no_new_privs)
+    assert security["NoNewPrivs"] == "1" or rayfine_isolation == "gvisor"
     assert security["uid"] == 10001  # the server runs unprivileged by default
 
 
@@ -179,12 +178,11 @@ def test_secrets_stay_out_of_command_lines_and_reprs(sink, rayfine_capabilities)
                 continue
 
 
-def test_secrets_stay_out_of_start_errors(rayfine_runtime, rayfine_image):
+def test_secrets_stay_out_of_start_errors(rayfine_runtime, rayfine_image, rayfine_load):
     mark = {"rayfine.test": uuid.uuid4().hex}
     with pytest.raises(errors.RayfineError) as info:
-        rf.load_env(
+        rayfine_load(
             rayfine_image("kitchen-sink"),
-            runtime=rayfine_runtime,
             env_vars={"API_KEY": SECRET},
             cap_add=("NOT_A_CAPABILITY",),
             network="no-such-network-rayfine",
@@ -205,9 +203,11 @@ def test_logs_and_follow(sink, rayfine_runtime):
     assert sink.logs(tail=1).count(marker) <= 1
 
 
-def test_follow_logs_streams_until_the_container_stops(rayfine_runtime, rayfine_image):
+def test_follow_logs_streams_until_the_container_stops(
+    rayfine_runtime, rayfine_image, rayfine_load
+):
     runtime = rf.get_runtime(rayfine_runtime)
-    env = rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime)
+    env = rayfine_load(rayfine_image("kitchen-sink"))
     seen: list[str] = []
     container_id = env.handle.id
     follower = threading.Thread(
@@ -255,19 +255,19 @@ def test_engine_loss_is_engine_unavailable_from_every_method(rayfine_runtime, ra
     dead.close()
 
 
-def test_malformed_references_are_validation_errors(rayfine_runtime):
+def test_malformed_references_are_validation_errors(rayfine_runtime, rayfine_load):
     for reference in ("Caux-x:latest", "x:", " x", "x\n"):
         with pytest.raises(errors.ValidationError):
-            rf.load_env(reference, runtime=rayfine_runtime)
+            rayfine_load(reference)
         with pytest.raises(errors.ValidationError):
             rf.get_runtime(rayfine_runtime).image_labels(reference)
 
 
-def test_out_of_memory_is_reported(rayfine_runtime, rayfine_image, rayfine_capabilities):
+def test_out_of_memory_is_reported(
+    rayfine_runtime, rayfine_image, rayfine_capabilities, rayfine_load
+):
     requires(rayfine_capabilities, "memory_limit", "memory cannot be capped")
-    with rf.load_env(
-        rayfine_image("kitchen-sink"), runtime=rayfine_runtime, mem_limit="64m"
-    ) as env:
+    with rayfine_load(rayfine_image("kitchen-sink"), mem_limit="64m") as env:
         with pytest.raises(errors.ContainerDiedError) as info:
             env.allocate(400)
     if rayfine_capabilities.oom_flag:
@@ -276,21 +276,21 @@ def test_out_of_memory_is_reported(rayfine_runtime, rayfine_image, rayfine_capab
         assert info.value.exit_code == 137  # killed; the engine does not say why
 
 
-def test_env_vars_are_isolated_between_environments(rayfine_runtime, rayfine_image):
+def test_env_vars_are_isolated_between_environments(rayfine_runtime, rayfine_image, rayfine_load):
     image = rayfine_image("kitchen-sink")
     with (
-        rf.load_env(image, runtime=rayfine_runtime, env_vars={"GREETING": "a"}) as a,
-        rf.load_env(image, runtime=rayfine_runtime, env_vars={"GREETING": "b"}) as b,
+        rayfine_load(image, env_vars={"GREETING": "a"}) as a,
+        rayfine_load(image, env_vars={"GREETING": "b"}) as b,
     ):
         assert (a.env("GREETING"), b.env("GREETING")) == ("a", "b")
         assert a.name != b.name
 
 
-def test_concurrent_environments(rayfine_runtime, rayfine_image):
+def test_concurrent_environments(rayfine_runtime, rayfine_image, rayfine_load):
     image = rayfine_image("kitchen-sink")
 
     def run(i: int) -> int:
-        with rf.load_env(image, runtime=rayfine_runtime) as env:
+        with rayfine_load(image) as env:
             return env.add(i, b=i)
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
@@ -306,35 +306,36 @@ def test_many_calls_in_flight_to_one_environment(sink):
 # -- errors at start ------------------------------------------------------------------
 
 
-def test_missing_image(rayfine_runtime):
+def test_missing_image(rayfine_runtime, rayfine_load):
     with pytest.raises(errors.ImageNotFoundError, match="build"):
-        rf.load_env("rayfine-conformance-missing:never", runtime=rayfine_runtime)
+        rayfine_load("rayfine-conformance-missing:never")
 
 
-def test_actor_init_failure(rayfine_runtime, rayfine_image):
-    with rf.load_env(rayfine_image("init-fails"), runtime=rayfine_runtime) as env:
+def test_actor_init_failure(rayfine_runtime, rayfine_image, rayfine_load):
+    with rayfine_load(rayfine_image("init-fails")) as env:
         with pytest.raises(errors.ActorInitError, match="init exploded"):
             env.ping()
 
 
-def test_env_import_failure_fails_fast_and_leaves_nothing(rayfine_runtime, rayfine_image):
+def test_env_import_failure_fails_fast_and_leaves_nothing(
+    rayfine_runtime, rayfine_image, rayfine_load
+):
     mark = {"rayfine.test": uuid.uuid4().hex}
     started = time.monotonic()
     with pytest.raises(errors.EnvLoadError, match="cannot import its dependency"):
-        rf.load_env(
-            rayfine_image("import-fails"), runtime=rayfine_runtime, start_timeout=60, labels=mark
-        )
+        rayfine_load(rayfine_image("import-fails"), start_timeout=60, labels=mark)
     assert time.monotonic() - started < 30
     assert rf.get_runtime(rayfine_runtime).list_containers(mark) == []
 
 
-def test_health_timeout_reports_logs_and_leaves_nothing(rayfine_runtime, rayfine_image):
+def test_health_timeout_reports_logs_and_leaves_nothing(
+    rayfine_runtime, rayfine_image, rayfine_load
+):
     image = rayfine_image("slow-import")
     mark = {"rayfine.test": uuid.uuid4().hex}  # tells this test's container from concurrent runs'
     with pytest.raises(errors.StartTimeout, match="did not become ready within 3s") as info:
-        rf.load_env(
+        rayfine_load(
             image,
-            runtime=rayfine_runtime,
             start_timeout=3,
             env_vars={"API_KEY": "do-not-leak-me"},
             labels=mark,
@@ -346,8 +347,8 @@ def test_health_timeout_reports_logs_and_leaves_nothing(rayfine_runtime, rayfine
 # -- stop and cleanup -----------------------------------------------------------------
 
 
-def test_context_manager_removes_the_container(rayfine_runtime, rayfine_image):
-    with rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime) as env:
+def test_context_manager_removes_the_container(rayfine_runtime, rayfine_image, rayfine_load):
+    with rayfine_load(rayfine_image("kitchen-sink")) as env:
         env_id = env.id
         assert owned(rayfine_runtime, env_id)
         assert env_id in rf.list_active_environments()
@@ -359,22 +360,22 @@ def test_context_manager_removes_the_container(rayfine_runtime, rayfine_image):
     env.cleanup()  # idempotent
 
 
-def test_cleanup_all_environments(rayfine_runtime, rayfine_image):
-    envs = [rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime) for _ in range(2)]
+def test_cleanup_all_environments(rayfine_runtime, rayfine_image, rayfine_load):
+    envs = [rayfine_load(rayfine_image("kitchen-sink")) for _ in range(2)]
     assert rf.cleanup_all_environments() >= 2
     for env in envs:
         assert env.closed and owned(rayfine_runtime, env.id) == []
 
 
-def test_container_dying_mid_call_is_a_typed_error(rayfine_runtime, rayfine_image):
-    with rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime) as env:
+def test_container_dying_mid_call_is_a_typed_error(rayfine_runtime, rayfine_image, rayfine_load):
+    with rayfine_load(rayfine_image("kitchen-sink")) as env:
         with pytest.raises(errors.ContainerDiedError) as info:
             env.die(3)
         assert info.value.exit_code == 3
 
 
-def test_restart_replaces_a_dead_container(rayfine_runtime, rayfine_image):
-    with rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime, restart=True) as env:
+def test_restart_replaces_a_dead_container(rayfine_runtime, rayfine_image, rayfine_load):
+    with rayfine_load(rayfine_image("kitchen-sink"), restart=True) as env:
         with pytest.raises(errors.ContainerDiedError):
             env.die(4)
         assert env.add(1) == 3
@@ -384,9 +385,9 @@ def test_restart_replaces_a_dead_container(rayfine_runtime, rayfine_image):
 
 
 @pytest.fixture(scope="module")
-def http_env(rayfine_runtime, rayfine_image, rayfine_capabilities):
+def http_env(rayfine_runtime, rayfine_image, rayfine_capabilities, rayfine_load):
     requires(rayfine_capabilities, "http_apps", "it cannot serve an app's own command")
-    with rf.load_env(rayfine_image("http-app"), runtime=rayfine_runtime) as env:
+    with rayfine_load(rayfine_image("http-app")) as env:
         yield env
 
 
@@ -416,7 +417,7 @@ def test_http_errors(http_env):
 
 
 def test_env_type_override_for_an_unlabelled_image(
-    rayfine_runtime, rayfine_image, rayfine_capabilities, tmp_path
+    rayfine_runtime, rayfine_image, rayfine_capabilities, tmp_path, rayfine_load
 ):
     requires(rayfine_capabilities, "http_apps", "it cannot serve an app's own command")
     (tmp_path / "Dockerfile").write_text(
@@ -426,45 +427,49 @@ def test_env_type_override_for_an_unlabelled_image(
     tag = f"rayfine-conformance-unlabelled:{rayfine_runtime}"
     runtime.build(rf.BuildRequest(context_dir=tmp_path, dockerfile="Dockerfile", tag=tag))
     with pytest.raises(errors.ValidationError, match="env_type='http_based'"):
-        rf.load_env(tag, runtime=rayfine_runtime)
-    with rf.load_env(tag, runtime=rayfine_runtime, env_type="http_based") as env:
+        rayfine_load(tag)
+    with rayfine_load(tag, env_type="http_based") as env:
         assert env.bump(name="z")["value"] == 1
 
 
 # -- isolation options ----------------------------------------------------------------
 
 
-def test_network_none_still_serves_calls(rayfine_runtime, rayfine_image, rayfine_capabilities):
+def test_network_none_still_serves_calls(
+    rayfine_runtime, rayfine_image, rayfine_capabilities, rayfine_load
+):
     requires(rayfine_capabilities, "network_none", "it has no network isolation")
     requires(rayfine_capabilities, "unix_socket", "without a host socket nothing reaches it")
-    with rf.load_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime, network="none") as env:
+    with rayfine_load(rayfine_image("kitchen-sink"), network="none") as env:
         assert env.add(1) == 3
         assert env.interfaces() == ["lo"]
 
 
-def test_resource_limits_are_applied(rayfine_runtime, rayfine_image, rayfine_capabilities):
-    for name in ("memory_limit", "pids_limit", "cpu_quota"):
-        requires(rayfine_capabilities, name, "cgroup limits are not applied")
-    with rf.load_env(
-        rayfine_image("kitchen-sink"),
-        runtime=rayfine_runtime,
-        mem_limit="256m",
-        pids_limit=64,
-        cpu_limit=0.5,
-    ) as env:
-        limits = env.cgroup_limits()
-        assert limits["memory"] == str(256 * 1024 * 1024)
-        assert limits["pids"] == "64"
-        assert (
-            limits["cpu"].split()[0] == "50000"
-        )  # half of each 100 ms CFS period (v2: "50000 100000")
+LIMITS = {  # capability: (load_env argument, what the cgroup then says)
+    "memory_limit": ({"mem_limit": "256m"}, "memory", str(256 * 1024 * 1024)),
+    "pids_limit": ({"pids_limit": 64}, "pids", "64"),
+    "cpu_quota": ({"cpu_limit": 0.5}, "cpu", "50000"),  # half of each 100 ms CFS period
+}
 
 
-def test_published_port_is_loopback_only(rayfine_runtime, rayfine_image, rayfine_capabilities):
+@pytest.mark.parametrize("capability", sorted(LIMITS))
+def test_resource_limits_are_applied(
+    rayfine_image, rayfine_capabilities, rayfine_load, rayfine_isolation, capability
+):
+    requires(rayfine_capabilities, capability, "that limit is not applied")
+    argument, key, expected = LIMITS[capability]
+    with rayfine_load(rayfine_image("kitchen-sink"), **argument) as env:
+        seen = env.cgroup_limits()[key]
+        if seen is None and rayfine_isolation == "gvisor":
+            pytest.skip("gVisor shows the container no cgroup files; the engine enforces the limit")
+        assert seen is not None and seen.split()[0] == expected  # v2 cpu: "50000 100000"
+
+
+def test_published_port_is_loopback_only(
+    rayfine_runtime, rayfine_image, rayfine_capabilities, rayfine_load
+):
     requires(rayfine_capabilities, "host_ports", "it publishes no port on this host")
-    with rf.load_env(
-        rayfine_image("kitchen-sink"), runtime=rayfine_runtime, transport="tcp"
-    ) as env:
+    with rayfine_load(rayfine_image("kitchen-sink"), transport="tcp") as env:
         endpoint = env.handle.endpoint
         assert endpoint.unix_socket is None and endpoint.host == "127.0.0.1" and endpoint.port
         assert env.add(1) == 3
@@ -491,11 +496,13 @@ def _listeners(port: int) -> set[str]:
 # -- the asyncio face ------------------------------------------------------------------
 
 
-def test_asyncio_face_many_calls_in_flight_and_cleanup(rayfine_runtime, rayfine_image):
+def test_asyncio_face_many_calls_in_flight_and_cleanup(
+    rayfine_runtime, rayfine_image, rayfine_aload
+):
     import asyncio
 
     async def main() -> tuple[list, str]:
-        async with rf.aload_env(rayfine_image("kitchen-sink"), runtime=rayfine_runtime) as env:
+        async with rayfine_aload(rayfine_image("kitchen-sink")) as env:
             results = await asyncio.gather(*(env.sleep(0.2) for _ in range(64)))
             assert await env.add(1) == 3 and await env.is_ready()
             return results, env.id
