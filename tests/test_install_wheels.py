@@ -423,11 +423,11 @@ def test_an_optional_pin_without_a_fitting_wheel_is_skipped(tmp_path):
     wheels, target = tmp_path / "wheels", tmp_path / "site"
     wheels.mkdir()
     make_wheel(wheels, "uvloop", "0.21.0", "cp311-cp311-win_amd64")
-    make_wheel(wheels, "h11", "0.16.0")
+    h11 = make_wheel(wheels, "h11", "0.16.0")
+    digest = hashlib.sha256(h11.read_bytes()).hexdigest()
     (wheels / "requirements.lock").write_text(
-        "h11==0.16.0 --hash=sha256:"
-        + "0" * 64
-        + "\nuvloop==0.21.0  # speed-up; rayfine: optional\n"
+        f"h11==0.16.0 --hash=sha256:{'0' * 64} \\\n    --hash=sha256:{digest}\n"
+        "uvloop==0.21.0  # speed-up; rayfine: optional\n"
     )
     out = run_installer(sys.executable, wheels, target).stdout
     assert "skipped optional uvloop==0.21.0" in out and "installed 1 distributions" in out
@@ -449,6 +449,15 @@ def test_a_required_pin_without_a_fitting_wheel_fails_naming_it(lock, present, t
     (wheels / "requirements.lock").write_text(lock)
     err = run_installer(sys.executable, wheels, target, ok=False).stderr
     assert lock.strip() in err and "RAYFINE_IMAGE_PYTHONS" in err
+
+
+def test_a_wheel_not_matching_the_locks_hash_is_refused(tmp_path):
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    wheels.mkdir()
+    make_wheel(wheels, "h11", "0.16.0")
+    (wheels / "requirements.lock").write_text(f"h11==0.16.0 --hash=sha256:{'0' * 64}\n")
+    err = run_installer(sys.executable, wheels, target, ok=False).stderr
+    assert "does not match the lock's hashes" in err and not (target / "h11").exists()
 
 
 def test_without_a_lock_every_project_is_installed(tmp_path):
@@ -480,15 +489,278 @@ def test_a_member_leaving_its_directory_is_refused(member, tmp_path):
 
 
 def test_lock_lines():
+    digest = "ab" * 32
     pins = iw.parse_lock(
         "# comment\n\nFastAPI==0.128.8\nuvloop==0.21.0  # rayfine: optional\n"
-        "typing_extensions==4.16.0 --hash=sha256:abc \\\n    --hash=sha256:def\n"
+        f"typing_extensions==4.16.0 --hash=sha256:{digest} \\\n    --hash=sha256:{digest.upper()}\n"
     )
     assert pins == [
         iw.Pin("fastapi", "0.128.8", False),
         iw.Pin("uvloop", "0.21.0", True),
-        iw.Pin("typing-extensions", "4.16.0", False),
+        iw.Pin("typing-extensions", "4.16.0", False, (digest, digest)),
     ]
-    for bad in ["fastapi>=0.1\n", "fastapi\n", "fastapi==1.0; python_version<'3.10'\n"]:
+    for bad in [
+        "fastapi>=0.1\n",
+        "fastapi\n",
+        "fastapi==1.0; python_version<'3.10'\n",
+        "fastapi==1.0 --hash=md5:00\n",
+        "-r other.txt\n",
+    ]:
         with pytest.raises(ValueError, match="name==version"):
             iw.parse_lock(bad)
+
+
+# -- the host side: fetching the wheels (rayfine_core.wheelhouse), from a loopback index ---------
+
+import http.server  # noqa: E402
+import threading  # noqa: E402
+import urllib.parse  # noqa: E402
+
+from rayfine_core import wheelhouse  # noqa: E402
+from rayfine_core.errors import ImageBuildError  # noqa: E402
+
+
+class Index(http.server.ThreadingHTTPServer):
+    """A package index on 127.0.0.1: PEP 691 JSON for projects in ``json_projects``, else
+    PEP 503 HTML; files under /files/; optional Basic auth; ``corrupt`` files served altered."""
+
+    def __init__(self, root: Path, json_projects=(), credentials=None, corrupt=()):
+        super().__init__(("127.0.0.1", 0), IndexHandler)
+        self.root, self.json_projects, self.corrupt = root, set(json_projects), set(corrupt)
+        self.credentials = credentials
+        self.hits: list[str] = []
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/simple/"
+
+
+class IndexHandler(http.server.BaseHTTPRequestHandler):
+    server: Index
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.hits.append(self.path)
+        if self.server.credentials:
+            expected = base64.b64encode(self.server.credentials.encode()).decode()
+            if self.headers.get("authorization") != f"Basic {expected}":
+                return self.answer(401, b"login", "text/plain")
+        parts = [urllib.parse.unquote(p) for p in self.path.split("/") if p]
+        if len(parts) == 2 and parts[0] == "files" and (self.server.root / parts[1]).is_file():
+            content = (self.server.root / parts[1]).read_bytes()
+            return self.answer(200, content + b"x" if parts[1] in self.server.corrupt else content)
+        if len(parts) == 2 and parts[0] == "simple":
+            files = [
+                p
+                for p in sorted(self.server.root.iterdir())
+                if iw.parse_wheel_name(p.name) and iw.parse_wheel_name(p.name).name == parts[1]
+            ]
+            if files:
+                return self.listing(parts[1], files)
+        self.answer(404, b"not found", "text/plain")
+
+    def listing(self, project: str, files: list[Path]) -> None:
+        digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+        if project in self.server.json_projects and "json" in self.headers.get("accept", ""):
+            body = {
+                "meta": {"api-version": "1.0"},
+                "name": project,
+                "files": [
+                    {"filename": n, "url": f"/files/{n}", "hashes": {"sha256": d}}
+                    for n, d in digests.items()
+                ],
+            }
+            return self.answer(
+                200, json.dumps(body).encode(), "application/vnd.pypi.simple.v1+json"
+            )
+        links = "".join(
+            f'<a href="../../files/{n}#sha256={d}">{n}</a>\n' for n, d in digests.items()
+        )
+        self.answer(200, f"<html><body>{links}</body></html>".encode(), "text/html")
+
+    def answer(self, status: int, body: bytes, kind: str = "application/octet-stream") -> None:
+        self.send_response(status)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def serve():
+    servers: list[Index] = []
+
+    def start(root: Path, **options) -> Index:
+        server = Index(root, **options)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+LOCK = "h11==0.16.0\nfast==1.0\nuvloop==0.21.0  # a speed-up; rayfine: optional\n"
+FAST_TAGS = [f"cp3{m}-cp3{m}-manylinux_2_17_x86_64.manylinux2014_x86_64" for m in range(9, 14)]
+FAST_TAGS += [f"cp3{m}-cp3{m}-musllinux_1_1_x86_64" for m in range(9, 14)]
+UNWANTED = [
+    "fast-1.0-cp311-cp311-linux_x86_64.whl",  # fits only the machine that built it
+    "fast-1.0-cp311-cp311-manylinux_2_17_aarch64.whl",
+    "fast-1.0-cp311-cp311-win_amd64.whl",
+    "fast-1.0-cp38-cp38-manylinux_2_17_x86_64.whl",
+    "h11-0.15.0-py3-none-any.whl",
+    "uvloop-0.21.0-cp311-cp311-win_amd64.whl",
+]
+
+
+@pytest.fixture
+def wheel_store(tmp_path) -> Path:
+    store = tmp_path / "store"
+    store.mkdir()
+    make_wheel(store, "h11", "0.16.0")
+    for tag in FAST_TAGS:
+        make_wheel(store, "fast", "1.0", tag)
+    for filename in UNWANTED:
+        name, version, tag = filename[: -len(".whl")].split("-", 2)
+        make_wheel(store, name, version, tag)
+    return store
+
+
+@pytest.fixture
+def host(monkeypatch, tmp_path):
+    """No pip/uv settings of this machine leak in; the lock is LOCK; a fresh cache."""
+    for name in list(os.environ):
+        if name.startswith(("PIP_", "UV_", "RAYFINE_")) or name in ("REQUESTS_CA_BUNDLE", "NETRC"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("RAYFINE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc, no user pip.conf
+    monkeypatch.setattr(wheelhouse, "server_lock", lambda: LOCK)
+    if platform_machine() != "x86_64":
+        pytest.skip("the wheel store is built for x86_64")
+    return monkeypatch
+
+
+def platform_machine() -> str:
+    import platform
+
+    return platform.machine().lower()
+
+
+def fetched(directory: Path) -> set[str]:
+    return {p.name for p in directory.iterdir() if p.suffix == ".whl"}
+
+
+EXPECTED = {"h11-0.16.0-py3-none-any.whl"} | {f"fast-1.0-{tag}.whl" for tag in FAST_TAGS}
+
+
+def test_the_host_fetches_each_fitting_wheel_once_and_the_image_installs_them(
+    host, serve, wheel_store, tmp_path
+):
+    index = serve(wheel_store, json_projects={"fast"})
+    host.setenv("RAYFINE_INDEX_URL", index.url)
+    said: list[str] = []
+    directory = wheelhouse.ensure_wheels(said.append)
+    assert fetched(directory) == EXPECTED
+    assert (directory / "requirements.lock").read_text() == LOCK
+    assert any("uvloop==0.21.0" in line and "optional" in line for line in said)
+    hits = len(index.hits)
+    assert wheelhouse.ensure_wheels() == directory and len(index.hits) == hits  # cached
+    target = tmp_path / "site"
+    out = run_installer(sys.executable, directory, target).stdout
+    assert "skipped optional uvloop==0.21.0" in out
+    assert (target / "h11").is_dir() and (target / "fast").is_dir()
+
+
+def test_two_builds_at_once_download_once(host, serve, wheel_store):
+    index = serve(wheel_store)
+    host.setenv("RAYFINE_INDEX_URL", index.url)
+    with concurrent_pool() as pool:
+        directories = list(pool.map(lambda _: wheelhouse.ensure_wheels(), range(4)))
+    assert len(set(directories)) == 1 and fetched(directories[0]) == EXPECTED
+    downloads = [hit for hit in index.hits if hit.startswith("/files/")]
+    assert len(downloads) == len(set(downloads)) == len(EXPECTED)
+
+
+def concurrent_pool():
+    import concurrent.futures
+
+    return concurrent.futures.ThreadPoolExecutor(4)
+
+
+@pytest.mark.parametrize(
+    "setting", ["PIP_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX_URL", "pip.conf", "extra"]
+)
+def test_pip_and_uv_settings_choose_the_index(setting, host, serve, wheel_store, tmp_path):
+    index = serve(wheel_store)
+    if setting == "pip.conf":
+        conf = tmp_path / "pip.conf"
+        conf.write_text(f"[global]\nindex-url = {index.url}\ntimeout = 30\n")
+        host.setenv("PIP_CONFIG_FILE", str(conf))
+    elif setting == "extra":  # the primary index lacks them: an extra one has them
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        host.setenv("PIP_INDEX_URL", serve(empty).url)
+        host.setenv("PIP_EXTRA_INDEX_URL", index.url)
+    else:
+        host.setenv(setting, index.url)
+    assert fetched(wheelhouse.ensure_wheels()) == EXPECTED
+
+
+@pytest.mark.parametrize("how", ["env", "pip.conf", "file index"])
+def test_offline_from_local_wheels(how, host, wheel_store, tmp_path):
+    if how == "env":
+        host.setenv("PIP_NO_INDEX", "1")
+        host.setenv("PIP_FIND_LINKS", str(wheel_store))
+    elif how == "pip.conf":
+        conf = tmp_path / "pip.conf"
+        conf.write_text(f"[global]\nno-index = true\nfind-links = {wheel_store}\n")
+        host.setenv("PIP_CONFIG_FILE", str(conf))
+    else:  # a PEP 503 tree on disk, like a mirror: file:///…/simple/<project>/index.html
+        simple = tmp_path / "mirror" / "simple"
+        for project in ("h11", "fast", "uvloop"):
+            links = "".join(
+                f'<a href="{p.as_uri()}#sha256={hashlib.sha256(p.read_bytes()).hexdigest()}">x</a>'
+                for p in wheel_store.glob(f"{project}-*.whl")
+            )
+            (simple / project).mkdir(parents=True)
+            (simple / project / "index.html").write_text(links)
+        host.setenv("RAYFINE_INDEX_URL", simple.as_uri())
+    assert fetched(wheelhouse.ensure_wheels()) == EXPECTED
+
+
+def test_credentials_are_sent_once_and_never_shown(host, serve, wheel_store):
+    index = serve(wheel_store, json_projects={"h11"}, credentials="robot:s3cret-token")
+    with_credentials = index.url.replace("http://", "http://robot:s3cret-token@")
+    host.setenv("RAYFINE_INDEX_URL", with_credentials)
+    assert fetched(wheelhouse.ensure_wheels()) == EXPECTED
+    host.setattr(wheelhouse, "server_lock", lambda: "absent==1.0\n")
+    with pytest.raises(ImageBuildError) as caught:
+        wheelhouse.ensure_wheels()
+    assert "absent==1.0" in str(caught.value) and "RAYFINE_FIND_LINKS" in str(caught.value)
+    assert "s3cret" not in str(caught.value) and "***@127.0.0.1" in str(caught.value)
+
+
+def test_a_tampered_download_is_refused_and_nothing_is_cached(host, serve, wheel_store):
+    name = "h11-0.16.0-py3-none-any.whl"
+    host.setenv("RAYFINE_INDEX_URL", serve(wheel_store, corrupt={name}).url)
+    with pytest.raises(ImageBuildError, match="tampered"):
+        wheelhouse.ensure_wheels()
+    assert not wheelhouse.wheels_dir().exists()
+    assert not list((wheelhouse.cache_dir() / "wheels").glob("staging-*"))
+
+
+def test_the_locks_hashes_are_checked_on_the_host_too(host, serve, wheel_store):
+    host.setenv("RAYFINE_INDEX_URL", serve(wheel_store).url)
+    host.setattr(wheelhouse, "server_lock", lambda: f"h11==0.16.0 --hash=sha256:{'1' * 64}\n")
+    with pytest.raises(ImageBuildError, match="tampered"):
+        wheelhouse.ensure_wheels()
+
+
+def test_an_unreachable_index_is_a_clear_error(host):
+    host.setenv("RAYFINE_INDEX_URL", "http://127.0.0.1:9/simple/")  # discard port: refused
+    with pytest.raises(ImageBuildError) as caught:
+        wheelhouse.ensure_wheels()
+    message = str(caught.value)
+    assert "h11==0.16.0" in message and "127.0.0.1:9" in message and "RAYFINE_FIND_LINKS" in message

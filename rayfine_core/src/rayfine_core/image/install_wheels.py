@@ -316,6 +316,7 @@ class Pin(NamedTuple):
     name: str  # normalised: lower case, runs of -_. as one -
     version: str
     optional: bool
+    hashes: Tuple[str, ...] = ()  # sha256 hex digests a wheel must match, if the lock has any
 
 
 class Wheel(NamedTuple):
@@ -350,22 +351,40 @@ def parse_wheel_name(filename: str) -> Optional[Wheel]:
     return Wheel(filename, normalize_name(parts[0]), parts[1].lower(), build, tags)
 
 
+_PIN = re.compile(
+    r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([A-Za-z0-9][A-Za-z0-9.+!_-]*)"
+    r"((?:\s+--hash[=\s]sha256:[0-9a-fA-F]{64})*)\s*"
+)
+
+
 def parse_lock(text: str) -> List[Pin]:
-    """The exact pins of a lock file; ``# rayfine: optional`` after a pin marks it optional."""
+    """The exact pins of a lock file (pip's hash-checking format is read too).
+
+    ``# rayfine: optional`` after a pin marks it optional.  Markers, ranges and
+    other options are refused: the lock must say exactly what gets installed.
+    """
     pins = []
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in enumerate(text.replace("\\\n", " ").splitlines(), 1):
         line, _, comment = raw.partition("#")
-        requirement = re.split(r"(?:^|\s)--", line, maxsplit=1)[0].strip().rstrip("\\").strip()
-        if not requirement:
+        if not line.strip():
             continue
-        match = re.match(
-            r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([A-Za-z0-9][A-Za-z0-9.+!_-]*)$", requirement
-        )
+        match = _PIN.fullmatch(line)
         if match is None:
-            raise ValueError(f"line {number} of the lock is not `name==version`: {raw!r}")
+            raise ValueError(
+                f"lock line {number} is not `name==version [--hash=sha256:...]`: {raw!r}"
+            )
+        hashes = tuple(h.lower() for h in re.findall(r"sha256:([0-9a-fA-F]{64})", match.group(3)))
         optional = re.search(r"\brayfine:\s*optional\b", comment) is not None
-        pins.append(Pin(normalize_name(match.group(1)), match.group(2).lower(), optional))
+        pins.append(Pin(normalize_name(match.group(1)), match.group(2).lower(), optional, hashes))
     return pins
+
+
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def best_wheel(wheels: Iterable[Wheel], ranking: Sequence[Tag]) -> Optional[Wheel]:
@@ -533,10 +552,12 @@ def choose(wheel_dir: str, ranking: Sequence[Tag]) -> Tuple[List[str], List[Pin]
         version = pin.version.replace("-", "_")
         candidates = [w for w in wheels if w.name == pin.name and version in ("", w.version)]
         best = best_wheel(candidates, ranking)
-        if best is not None:
-            chosen.append(best.filename)
-        else:
+        if best is None:
             (skipped if pin.optional else missing).append(pin)
+            continue
+        if pin.hashes and sha256_of(os.path.join(wheel_dir, best.filename)) not in pin.hashes:
+            raise ValueError(f"{best.filename} does not match the lock's hashes for {pin.name}")
+        chosen.append(best.filename)
     return chosen, missing, skipped
 
 
@@ -551,18 +572,21 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     bin_dir = os.path.abspath(args.bin_dir or os.path.join(target, "bin"))
     data_dir = os.path.abspath(args.data_dir or target)
     ranking = sys_tags()
-    chosen, missing, skipped = choose(args.wheel_dir, ranking)
-    if missing:
-        pins = ", ".join(f"{pin.name}=={pin.version}" for pin in missing)
-        best = "-".join(ranking[0]) if ranking else "none"
-        sys.exit(
-            f"rayfine: no wheel of {pins} fits Python {platform.python_version()} on"
-            f" {platform.machine()} (its best tag: {best}). Set RAYFINE_IMAGE_PYTHONS to include"
-            " this version, or use a base image with a supported Python."
-        )
-    os.makedirs(target, exist_ok=True)
-    for filename in chosen:
-        install_wheel(os.path.join(args.wheel_dir, filename), target, bin_dir, data_dir)
+    try:
+        chosen, missing, skipped = choose(args.wheel_dir, ranking)
+        if missing:
+            pins = ", ".join(f"{pin.name}=={pin.version}" for pin in missing)
+            best = "-".join(ranking[0]) if ranking else "none"
+            sys.exit(
+                f"rayfine: no wheel of {pins} fits Python {platform.python_version()} on"
+                f" {platform.machine()} (its best tag: {best}). Set RAYFINE_IMAGE_PYTHONS to"
+                " include this version, or use a base image with a supported Python."
+            )
+        os.makedirs(target, exist_ok=True)
+        for filename in chosen:
+            install_wheel(os.path.join(args.wheel_dir, filename), target, bin_dir, data_dir)
+    except (ValueError, zipfile.BadZipFile) as exc:  # a bad lock or wheel: say which, no traceback
+        sys.exit(f"rayfine: cannot install the server's wheels: {exc}")
     for pin in skipped:
         print(f"rayfine: skipped optional {pin.name}=={pin.version}: no wheel fits this Python")
     print(
