@@ -11,6 +11,9 @@
 # Interpreters come from pyenv (PYENV_ROOT, default ~/.pyenv) or PATH
 # (python3.X).  Exits non-zero if any Python's run fails; prints a summary.
 set -uo pipefail
+# Some tests outside the `engine` marker still reach an engine; none of them may
+# restart the shared docker/podman service from here.
+export RAYFINE_SKIP_ENGINE_RESTART=1
 
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"

@@ -631,7 +631,8 @@ def wheel_store(tmp_path) -> Path:
 def host(monkeypatch, tmp_path):
     """No pip/uv settings of this machine leak in; the lock is LOCK; a fresh cache."""
     for name in list(os.environ):
-        if name.startswith(("PIP_", "UV_", "RAYFINE_")) or name in ("REQUESTS_CA_BUNDLE", "NETRC"):
+        proxy = name.lower() in ("http_proxy", "https_proxy", "all_proxy")  # loopback only
+        if name.startswith(("PIP_", "UV_", "RAYFINE_")) or proxy or name == "REQUESTS_CA_BUNDLE":
             monkeypatch.delenv(name)
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("RAYFINE_CACHE_DIR", str(tmp_path / "cache"))
