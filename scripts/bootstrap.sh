@@ -18,7 +18,7 @@ MEMBERS=(rayfine_core rayfine_docker rayfine_podman rayfine_server)
 # Out-of-tree distributions installed too: the third-party plugin example is
 # tested (tests/test_third_party_plugin.py, conformance --rayfine-runtime example).
 EXTRAS=(examples/rayfine-example-runtime)
-DEV_TOOLS=(pytest pytest-timeout pytest-cov hypothesis httpx mypy ruff)
+DEV_TOOLS=(pytest pytest-timeout pytest-cov hypothesis httpx mypy ruff h11 "packaging>=26.3" hatchling)
 
 # --- (a) .venv with the workspace installed editable -------------------------
 

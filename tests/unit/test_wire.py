@@ -18,7 +18,10 @@ from rayfine_core.runtime.types import Endpoint
 from rayfine_core.transport.wire import ProtocolError, ResponseParser, encode_request, fixed_headers
 
 OK = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{"result":1}'
-CHUNKED = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n"
+CHUNKED = (
+    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+    b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n"
+)
 
 
 def parse_in_pieces(raw: bytes, size: int) -> ResponseParser:
@@ -75,6 +78,24 @@ def test_cut_short_is_a_protocol_error():
         parser.feed_eof()
 
 
+def test_large_body_in_pieces_and_bytes_after_the_response():
+    body = bytes(range(256)) * 4096  # 1 MiB
+    raw = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body
+    parser = parse_in_pieces(raw, 65536)
+    assert parser.complete and parser.keep_alive and parser.response.content == body
+    late = ResponseParser()
+    assert late.feed(OK) and late.keep_alive
+    assert late.feed(b"HTTP/1.1 200 OK") and not late.keep_alive  # unasked-for bytes: do not reuse
+
+
+@pytest.mark.parametrize(
+    "host, token", [("rayfine", "a\r\nx-evil: 1"), ("a\nb", None), ("h", "t\x00"), ("h", "a\rb")]
+)
+def test_header_injection_through_host_or_token_is_refused(host, token):
+    with pytest.raises(ValueError, match="line breaks"):
+        fixed_headers(host, token)
+
+
 def test_request_is_one_write_with_length():
     raw = encode_request("POST", "/call", fixed_headers("rayfine", "tok"), b"{}")
     assert raw.startswith(b"POST /call HTTP/1.1\r\n") and raw.endswith(b"\r\n\r\n{}")
@@ -85,7 +106,7 @@ def test_request_is_one_write_with_length():
 
 
 class Script(socketserver.StreamRequestHandler):
-    """Answers by path: /ok, /chunked, /close (then closes), /slow, /drop (closes without answering)."""
+    """Answers by path: /ok, /chunked, /close (then closes), /slow, /drop (closes, no answer)."""
 
     def handle(self) -> None:
         self.server.connections += 1  # type: ignore[attr-defined]
