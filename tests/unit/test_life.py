@@ -128,9 +128,13 @@ def test_secrets_stay_out_of_reprs(kitchen):
 
 def test_death_is_typed_and_restart_replaces_the_container(kitchen):
     with rf.load_env(kitchen, runtime="process") as env:
+        handle = env.handle
         with pytest.raises(errors.ContainerDiedError) as info:
             env.die(3)
         assert info.value.exit_code == 3 and "stopped during die()" in str(info.value)
+        assert process().health(handle.id).status == "removed"  # not left behind till cleanup
+        with pytest.raises(errors.ContainerDiedError, match="no container any more.*restart=True"):
+            env.add(1)
     with rf.load_env(kitchen, runtime="process", restart=True) as env:
         first = env.handle.id
         with pytest.raises(errors.ContainerDiedError):

@@ -285,7 +285,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
             "Name the environments to stop, or pass --all or --orphans (only one of these)."
         )
     if args.orphans:
-        removed = reaper.reap(get_runtime(args.runtime or default_runtime()), rundir.forget)
+        runtime = get_runtime(args.runtime or default_runtime())
+        removed = reaper.reap(runtime, rundir.forget, statefiles.is_detached)
         for record in removed:
             print(record.name)
         if not removed:

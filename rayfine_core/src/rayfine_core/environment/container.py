@@ -54,6 +54,8 @@ class Container:
     channel: Optional[Channel] = None
     egress: Optional[egress.EgressAttachment] = None
     _start: Optional[concurrent.futures.Future[ContainerHandle]] = field(default=None, repr=False)
+    _asked: bool = field(default=False, repr=False)
+    """Set just before the engine is asked: a signal may land before ``_start`` is set."""
 
     @property
     def env_id(self) -> str:
@@ -170,6 +172,7 @@ def _labelled_type(image: str, image_labels: dict[str, str]) -> EnvType:
 
 def begin_start(runtime: Runtime, container: Container) -> None:
     """Ask the engine to start ``container`` in a worker thread; :func:`await_start` collects it."""
+    container._asked = True
     container._start = engine_pool().submit(_start_with_retry, runtime, container.request)
 
 
@@ -223,11 +226,20 @@ def remove(runtime: Runtime, container: Container, timeout: float) -> None:
             handle = None
     if handle is not None:
         runtime.stop(handle.id, timeout=timeout)
+    elif container._asked and container._start is None:
+        _sweep_until_found(runtime, container.env_id)  # interrupted while asking: may yet appear
     else:
         remove_by_label(runtime, container.env_id)  # whatever a failed or lost start left
     if container.channel is not None:
         container.channel.close()
     release(container)
+
+
+def _sweep_until_found(runtime: Runtime, env_id: str, patience: float = 5.0) -> None:
+    """Remove by label until the container turns up and is removed, or ``patience`` runs out."""
+    deadline = time.monotonic() + patience
+    while remove_by_label(runtime, env_id) == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def logs_of(runtime: Runtime, container: Container) -> str:

@@ -68,6 +68,8 @@ TIMEOUT_GRACE = 2.0
 """Extra seconds the client waits past a call's timeout for the server to report it."""
 DIED_GRACE = 3.0
 """Seconds to wait for the engine to see a container exit after its connection dropped."""
+REMOVAL_GRACE = 0.25
+"""Seconds to wait, once a container is seen exited, for it to turn out removed."""
 PAUSED_LIMIT = 30.0
 """Seconds a call waits on a paused container before giving up."""
 STOP_GRACE = 2.0
@@ -101,6 +103,7 @@ class Life:
         self._lock = threading.RLock()
         self._current: Optional[Container] = None
         self._broken: Optional[BaseException] = None
+        """Why the environment has no usable container (it died, or a restart failed)."""
         self._env_type: Optional[EnvType] = options.env_type
         self._dialect: Optional[Dialect] = None
         self._catalogue = Catalogue()
@@ -143,7 +146,7 @@ class Life:
                 raise errors.ValidationError(f"Environment {self.env_id} was started already.")
             self._state = State.STARTING
         registry.add(self)
-        reap_in_background(self.runtime, rundir.forget)
+        reap_in_background(self.runtime, rundir.forget, statefiles.is_detached)
         started = time.perf_counter()
         container: Optional[Container] = None
         try:
@@ -287,11 +290,27 @@ class Life:
                 container.channel, request, read_timeout, self._watch(container, method)
             )
         except errors.TransportError as exc:
-            error = yield from self._diagnose(container, method, exc)
+            error: BaseException = yield from self._diagnose(container, method, exc)
             if isinstance(error, errors.ContainerDiedError):
-                yield from self._restart_after(container)
+                yield from self._after_death(container, error)
             raise error from (None if error is exc else exc)
+        except (
+            errors.ContainerDiedError
+        ) as died:  # the watch saw it die without a dropped connection
+            yield from self._after_death(container, died)
+            raise
         return (yield from self._decode(response, method))
+
+    def _after_death(self, dead: Container, error: errors.ContainerDiedError) -> Flow[None]:
+        """Replace the dead container (``restart=True``), or remove it and remember why."""
+        if self.options.restart:
+            yield from self._restart_after(dead)
+            return
+        with self._lock:
+            if self._state is not State.READY or self._current is not dead or self._broken:
+                return  # another caller saw it first, or it is being stopped
+            self._broken = error
+        yield from blocking(self._remove_quietly, dead)  # its log tail is in the error
 
     def _decode(self, response: Response, method: str) -> Flow[Any]:
         assert self._dialect is not None
@@ -312,9 +331,10 @@ class Life:
             if state is State.READY and container is not None and container.channel is not None:
                 return container
             if broken is not None:
+                first_line = str(broken).splitlines()[0]
                 raise errors.ContainerDiedError(
-                    f"Environment {self.env_id} lost its container and could not start a new"
-                    f" one ({broken}); clean it up and load it again",
+                    f"Environment {self.env_id} has no container any more ({first_line});"
+                    f" {method}() cannot run. Load a new one, or pass restart=True.",
                     None,
                     False,
                 )
@@ -375,6 +395,11 @@ class Life:
             except errors.RayfineError as exc:
                 log.debug("rayfine: health of %s unknown: %s", self.name, exc)
                 return cause
+            if not state.running and state.status != "removed":
+                # Someone removing it (docker rm -f) shows it exited a moment before it is gone.
+                yield from sleep(REMOVAL_GRACE)
+                again = yield from blocking(self.runtime.health, container.handle.id)
+                state = again if again.status == "removed" else state
             if not state.running or state.status == "removed":
                 return (yield from blocking(self._died, container, method, state))
             if cause.connect_failed:  # running, yet nothing listens: the server is gone

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .. import errors
-from ..runtime.types import Endpoint, EnvType
+from ..runtime import labels
+from ..runtime.types import ContainerRecord, Endpoint, EnvType
 from . import rundir
 
 _FORMAT = 1
@@ -152,6 +153,12 @@ def find(name_or_id: str, runtime: Optional[str] = None) -> Detached:
         f"No detached environment {name_or_id!r} (detached: {known})."
         " Start one with `rayfine run IMAGE --name NAME`."
     )
+
+
+def is_detached(record: ContainerRecord) -> bool:
+    """True if this user's state files record the container (``detach()`` without the label)."""
+    env_id = record.labels.get(labels.ENV_ID)
+    return any(r.env_id == env_id or r.container_id == record.id for r in list_detached())
 
 
 def forget(record: Detached) -> None:

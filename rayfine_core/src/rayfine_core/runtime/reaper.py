@@ -96,26 +96,35 @@ def owner_alive(record: ContainerRecord) -> bool:
     return started is None or abs(started - recorded) < 2.0
 
 
-def orphans(runtime: Runtime) -> list[ContainerRecord]:
+Spare = Callable[[ContainerRecord], bool]
+"""Says whether a container whose owner is gone must still be kept (e.g. it was detached)."""
+
+
+def orphans(runtime: Runtime, spare: Optional[Spare] = None) -> list[ContainerRecord]:
     """Containers of ``runtime`` on this host whose owner process is gone (never detached ones)."""
     here = socket.gethostname()
     return [
         record
         for record in runtime.list_containers({**owned_by(runtime.name), labels.HOST: here})
-        if record.labels.get(labels.DETACHED) != "1" and not owner_alive(record)
+        if record.labels.get(labels.DETACHED) != "1"
+        and not owner_alive(record)
+        and not (spare is not None and spare(record))
     ]
 
 
 def reap(
-    runtime: Runtime, forget: Optional[Callable[[ContainerRecord], None]] = None
+    runtime: Runtime,
+    forget: Optional[Callable[[ContainerRecord], None]] = None,
+    spare: Optional[Spare] = None,
 ) -> list[ContainerRecord]:
     """Stop and remove every orphan of ``runtime``; return what was removed.
 
     :param forget: called for each removed container, to drop what the host
         kept for it (its run directory).
+    :param spare: containers it says yes to are kept (detached ones without the label).
     """
     removed = []
-    for record in orphans(runtime):
+    for record in orphans(runtime, spare):
         try:
             runtime.stop(record.id, timeout=0)
         except RayfineError as exc:
@@ -129,7 +138,9 @@ def reap(
 
 
 def reap_in_background(
-    runtime: Runtime, forget: Optional[Callable[[ContainerRecord], None]] = None
+    runtime: Runtime,
+    forget: Optional[Callable[[ContainerRecord], None]] = None,
+    spare: Optional[Spare] = None,
 ) -> None:
     """Reap ``runtime``'s orphans once per process, in a daemon thread, never failing anyone.
 
@@ -144,7 +155,7 @@ def reap_in_background(
 
     def run() -> None:
         try:
-            reap(runtime, forget)
+            reap(runtime, forget, spare)
         except Exception as exc:  # housekeeping: never disturb the caller
             log.warning("rayfine: reaping orphans on %s failed: %s", runtime.name, exc)
 

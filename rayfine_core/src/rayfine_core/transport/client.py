@@ -12,14 +12,16 @@ end the wait (the environment checks its container there).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import os
 import socket
 import ssl
+import stat
 import threading
 import time
-from typing import Awaitable, Callable, Optional
+from typing import Awaitable, Callable, Iterator, Optional
 
 from .. import errors
 from ..runtime.types import Endpoint, TLSConfig
@@ -223,6 +225,32 @@ def _remaining(deadline: Optional[float]) -> Optional[float]:
     return left
 
 
+@contextlib.contextmanager
+def _no_links(path: str) -> Iterator[str]:
+    """A name for the socket at ``path`` that no link can redirect: ``/proc/self/fd/N``.
+
+    The socket's directory is writable by the container, which could put a
+    link there to another socket of this host (the engine's, say); the
+    socket is opened without following links and checked to be one, and the
+    connect goes through that descriptor.
+    """
+    if not hasattr(os, "O_PATH"):  # not Linux: the best a path allows
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise _ConnectFailed(errno.ENOTSOCK, f"{path} is not a socket")
+        yield path
+        return
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise _ConnectFailed(exc.errno, str(exc)) from exc
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise _ConnectFailed(errno.ENOTSOCK, f"{path} is not a socket (a link or a file)")
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
 def _connect_unix_blocking(path: str, timeout: float) -> socket.socket:
     """Connect to a Unix socket, retrying while the server's accept backlog is full (EAGAIN)."""
     deadline = time.monotonic() + timeout
@@ -231,7 +259,8 @@ def _connect_unix_blocking(path: str, timeout: float) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(timeout)
-            sock.connect(path)
+            with _no_links(path) as target:
+                sock.connect(target)
             return sock
         except BlockingIOError:
             sock.close()
@@ -240,6 +269,9 @@ def _connect_unix_blocking(path: str, timeout: float) -> socket.socket:
         except (ConnectionRefusedError, FileNotFoundError) as exc:
             sock.close()
             raise _ConnectFailed(exc.errno, str(exc)) from exc
+        except _ConnectFailed:
+            sock.close()
+            raise
         except OSError as exc:
             sock.close()
             if exc.errno != errno.EAGAIN or time.monotonic() + delay > deadline:
@@ -353,7 +385,8 @@ async def _connect_unix(path: str, timeout: float) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
-            sock.connect(path)
+            with _no_links(path) as target:
+                sock.connect(target)
             return sock
         except BlockingIOError:
             sock.close()
