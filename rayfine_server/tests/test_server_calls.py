@@ -11,15 +11,25 @@ ENV = """
     import pathlib
     from typing import List
 
-    import pydantic
+    try:
+        import pydantic
+    except ImportError:  # the server does not need it; only this test's env uses it
+        pydantic = None
 
     class Color(enum.Enum):
         RED = "red"
 
-    class Score(pydantic.BaseModel):
-        name: str
-        value: float
-        when: datetime.date
+    if pydantic is not None:
+        class Score(pydantic.BaseModel):
+            name: str
+            value: float
+            when: datetime.date
+    else:
+        @dataclasses.dataclass
+        class Score:
+            name: str
+            value: float
+            when: datetime.date
 
     @dataclasses.dataclass
     class Inner:
@@ -79,6 +89,27 @@ ENV = """
 
     def returns_nan():
         return float("nan")
+
+    def returns_int_keys():
+        return {1: "a", True: "b"}
+
+    def returns_nested_int_keys():
+        return [{"ok": {"inner": {2.5: "x"}}}]
+
+    def returns_surrogate():
+        return {"text": "caf\\udce9"}
+
+    def returns_deep():
+        value = []
+        for _ in range(100_000):
+            value = [value]
+        return value
+
+    def returns_model_with_int_keys():
+        @dataclasses.dataclass
+        class Holder:
+            table: dict
+        return Holder({3: "x"})
 """
 
 
@@ -143,6 +174,32 @@ def test_unserialisable_results_name_the_type(make_client):
     assert error["kind"] == "not_serializable"
     assert "tuple" in error["message"]
     assert call(client, "bump").json() == {"result": 1}  # still serving
+
+
+def test_non_string_keys_are_refused_not_silently_merged(make_client):
+    """``{1: 'a', True: 'b'}`` used to arrive as ``{'1': 'b'}``."""
+    client = make_client(ENV)
+    for method, key_type in [
+        ("returns_int_keys", "int"),
+        ("returns_nested_int_keys", "float"),
+        ("returns_model_with_int_keys", "int"),
+    ]:
+        error = error_of(call(client, method))
+        assert error["kind"] == "not_serializable", method
+        assert f"of type {key_type}" in error["message"]
+        assert "keys must be strings" in error["message"]
+
+
+def test_unencodable_results_leave_the_connection_usable(serve):
+    """A lone surrogate or a 100,000-deep list used to poison the keep-alive connection,
+    so the next, unrelated call failed with ConnectionReset."""
+    server = serve(ENV)
+    client = server.client()
+    for method, fragment in [("returns_surrogate", "surrogate"), ("returns_deep", "deeper than")]:
+        error = error_of(call(client, method))
+        assert error["kind"] == "not_serializable"
+        assert fragment in error["message"]
+        assert call(client, "bump").status_code == 200  # same connection, next call fine
 
 
 def test_nan_travels_like_python_json(make_client):

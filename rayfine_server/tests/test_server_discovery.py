@@ -65,7 +65,13 @@ ENV = '''
 def test_health_counts_methods(make_client):
     response = make_client(ENV).get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "env_type": "function_based", "methods": 8}
+    assert response.json() == {
+        "status": "ok",
+        "env_type": "function_based",
+        "methods": 8,
+        "sessions": 0,
+        "threads": {"busy": 0, "stuck": 0, "max": 8},
+    }
 
 
 def test_methods_lists_public_actor_methods_and_own_functions(make_client):

@@ -27,6 +27,31 @@ ENV = """
     def exits():
         raise SystemExit(3)
 
+    class Custom(BaseException):
+        pass
+
+    def raises_keyboard_interrupt():
+        raise KeyboardInterrupt
+
+    async def araises_keyboard_interrupt():
+        raise KeyboardInterrupt
+
+    def raises_generator_exit():
+        raise GeneratorExit
+
+    async def araises_system_exit():
+        raise SystemExit(2)
+
+    def raises_custom_base():
+        raise Custom("odd")
+
+    async def araises_custom_base():
+        raise Custom("odd")
+
+    async def araises_cancelled():
+        import asyncio
+        raise asyncio.CancelledError()
+
     def ok():
         return "ok"
 """
@@ -77,6 +102,30 @@ def test_system_exit_in_user_code_does_not_stop_the_server(make_client):
 
 
 @pytest.mark.parametrize(
+    "method, type_name",
+    [
+        ("raises_keyboard_interrupt", "KeyboardInterrupt"),
+        ("araises_keyboard_interrupt", "KeyboardInterrupt"),
+        ("raises_generator_exit", "GeneratorExit"),
+        ("araises_system_exit", "SystemExit"),
+        ("raises_custom_base", "env.Custom"),
+        ("araises_custom_base", "env.Custom"),
+        ("araises_cancelled", "CancelledError"),
+    ],
+)
+def test_base_exceptions_from_user_code_are_remote_exceptions(make_client, method, type_name):
+    """They used to surface as a bare HTTP 500 (or, from async code, stop the loop)."""
+    client = make_client(ENV)
+    response = call(client, method)
+    assert response.status_code == 500
+    error = error_of(response)
+    assert (error["kind"], error["type"]) == ("remote_exception", type_name)
+    if type_name != "CancelledError":
+        assert f"in {method}" in error["traceback"]
+    assert call(client, "ok").json() == {"result": "ok"}
+
+
+@pytest.mark.parametrize(
     "body, fragment",
     [
         (b"{not json", "not valid JSON"),
@@ -90,7 +139,10 @@ def test_system_exit_in_user_code_does_not_stop_the_server(make_client):
         (b'{"method": "ok", "timeout": true}', "'timeout' must be a number"),
         (b'{"method": "ok", "timeout": -1}', "positive"),
         (b'{"method": "ok", "kwarg": {}}', "Unknown field(s) kwarg"),
-        (b"[" * 100000, "not valid JSON"),
+        (b"[" * 100000, "deeper than 512 levels"),
+        (b'{"method": "ok", "args": ' + b"[" * 600 + b"]" * 600 + b"}", "deeper than 512 levels"),
+        (b'{"method": "ok", "args": [' + b"9" * 5000 + b"]}", "not valid JSON"),
+        (b'{"method": "ok", "session": 5}', "'session' must be a session id"),
     ],
 )
 def test_malformed_bodies_are_400(make_client, body, fragment):
@@ -103,21 +155,23 @@ def test_malformed_bodies_are_400(make_client, body, fragment):
     assert call(client, "ok").json() == {"result": "ok"}
 
 
-def test_oversized_body_is_400(make_client, monkeypatch):
-    monkeypatch.setattr("rayfine_server.app.MAX_BODY_BYTES", 1000)
-    client = make_client(ENV)
+def test_oversized_body_is_413_too_large(serve):
+    server = serve(ENV, max_body=1000)
+    client = server.client()
     big = b'{"method": "ok", "args": ["' + b"x" * 2000 + b'"]}'
-    error = error_of(client.post("/call", content=big))
-    assert error["kind"] == "bad_request" and "exceeds the limit of 1000 bytes" in error["message"]
+    response = client.post("/call", content=big)
+    assert response.status_code == 413
+    error = error_of(response)
+    assert error["kind"] == "too_large" and "exceeds the limit of 1000 bytes" in error["message"]
 
     def chunks():  # no Content-Length: the limit is enforced while streaming
         for _ in range(5):
             yield b"x" * 500
 
-    response = client.post("/call", content=chunks())
-    assert response.status_code == 400
+    response = server.client().post("/call", content=chunks())
+    assert response.status_code == 413
     assert "exceeds the limit" in error_of(response)["message"]
-    assert call(client, "ok").json() == {"result": "ok"}
+    assert call(server.client(), "ok").json() == {"result": "ok"}
 
 
 def test_unknown_routes_and_verbs_use_the_error_shape(make_client):
@@ -130,6 +184,8 @@ def test_unknown_routes_and_verbs_use_the_error_shape(make_client):
     assert response.status_code == 405
     assert error_of(response)["kind"] == "bad_request"
     assert response.headers["allow"] == "POST"
+    response = client.delete("/sessions")
+    assert (response.status_code, response.headers["allow"]) == (405, "GET, POST")
     assert client.get("/docs").status_code == 404  # no generated docs to leak the surface
 
 
@@ -137,12 +193,12 @@ def test_internal_errors_are_reported_and_survived(make_client, monkeypatch):
     client = make_client(ENV)
 
     def broken(value):
-        raise RuntimeError("encoder bug")
+        raise RuntimeError("parser bug")
 
-    monkeypatch.setattr("rayfine_server.dispatch.encode_json", broken)
+    monkeypatch.setattr("rayfine_server.app.parse_call_request", broken)
     response = call(client, "ok")
     assert response.status_code == 500
     assert error_of(response)["kind"] == "internal_error"
-    assert "encoder bug" in error_of(response)["message"]
+    assert "parser bug" in error_of(response)["message"]
     monkeypatch.undo()
     assert call(client, "ok").json() == {"result": "ok"}
