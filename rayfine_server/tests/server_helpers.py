@@ -68,11 +68,11 @@ class RunningServer:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def stop(self) -> None:
-        for client in self._clients:
-            client.close()
         if self._thread.is_alive() and self._stop is not None:
             self.loop.call_soon_threadsafe(_resolve, self._stop)
             self._thread.join(15)
+        for client in self._clients:
+            client.close()
         self.pool.shutdown()
 
 

@@ -37,7 +37,8 @@ def sock_path(serve):
 
 def test_keep_alive_and_pipelining(sock_path):
     one = request_bytes("POST", "/call", CALL)
-    answered = responses(raw(sock_path, one + one + request_bytes("GET", "/health"), timeout=1))
+    last = request_bytes("GET", "/health", headers={"connection": "close"})
+    answered = responses(raw(sock_path, one + one + last))
     assert [status for status, _, _ in answered] == [200, 200, 200]
     assert answered[0][2] == b'{"result":1}'
 
@@ -142,8 +143,11 @@ def test_http_1_0_closes_unless_keep_alive(sock_path):
 
 
 def test_head_has_no_body_and_absolute_form_is_accepted(sock_path):
-    request = request_bytes("HEAD", "/health") + request_bytes("GET", "http://rayfine/health")
-    data = raw(sock_path, request, timeout=1)
+    close = {"connection": "close"}
+    request = request_bytes("HEAD", "/health") + request_bytes(
+        "GET", "http://x/health", None, close
+    )
+    data = raw(sock_path, request)
     head, _, rest = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"content-length:" in head
     assert rest.startswith(b"HTTP/1.1 200")  # no body in between

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
 
 from .config import EXIT_CONFIG, ConfigError, ServerConfig
 from .logs import configure_logging
@@ -27,7 +29,27 @@ def main() -> None:
         )
     from .run import run_server
 
-    sys.exit(run_server(config))
+    _exit(run_server(config))
+
+
+def _exit(code: int) -> None:
+    """Exit with ``code``, even if env.py left non-daemon threads running.
+
+    Python would wait for them forever, and a container told to stop would
+    only end when the engine kills it.
+    """
+    lingering = [
+        t.name
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
+    if lingering:
+        logger.warning("Exiting without waiting for env.py's threads: %s", ", ".join(lingering))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ class FunctionApp:
             },
         )
 
-    async def _open_session(self, served: ServedEnv, body: bytes) -> Response:
+    async def _open_session(self, served: ServedEnv, body: bytearray) -> Response:
         sessions = _sessions(served)
         wanted = parse_session_request(body)
         assert served.env.constructor is not None  # an env with sessions has an Actor

@@ -10,7 +10,7 @@ import json
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from .errors import BAD_REQUEST, CallError
 from .jsondepth import MAX_DEPTH, exceeds_depth
@@ -48,7 +48,7 @@ class SessionRequest:
     idle_timeout: Optional[float] = None
 
 
-def decode_json(body: bytes) -> Any:
+def decode_json(body: Union[bytes, bytearray]) -> Any:
     """``json.loads`` that refuses, as ``bad_request``, what would hurt the server.
 
     Nesting deeper than :data:`MAX_DEPTH` is refused before parsing (a deep
@@ -66,7 +66,7 @@ def decode_json(body: bytes) -> Any:
         raise _bad(f"Request body is not valid JSON: {exc}") from None
 
 
-def parse_call_request(body: bytes) -> CallRequest:
+def parse_call_request(body: Union[bytes, bytearray]) -> CallRequest:
     """Decode and check a ``POST /call`` body.
 
     :raises CallError: ``bad_request`` naming the first problem found.
@@ -87,7 +87,7 @@ def parse_call_request(body: bytes) -> CallRequest:
     )
 
 
-def parse_session_request(body: bytes) -> SessionRequest:
+def parse_session_request(body: Union[bytes, bytearray]) -> SessionRequest:
     """Decode and check a ``POST /sessions`` body (an empty body means no arguments)."""
     payload = _object(decode_json(body) if body.strip() else {}, _SESSION_FIELDS)
     return SessionRequest(

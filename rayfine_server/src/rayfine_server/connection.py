@@ -37,8 +37,6 @@ class Host(Protocol):
     max_body: int
     shutting_down: bool
 
-    def admit(self, connection: HttpConnection) -> bool: ...
-
     def touch(self, connection: HttpConnection) -> None: ...
 
     def forget(self, connection: HttpConnection) -> None: ...
@@ -74,16 +72,12 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        if self._state == _CLOSED:  # evicted to make room before it was even set up
+            transport.close()
+            return
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.peer = str(peer[0])
-        if not self._host.admit(self):
-            self._host.refused("connection limit", self.peer)
-            message = "Too many open connections; retry, or close idle ones"
-            response = CallError(OVERLOADED, message).to_response()
-            transport.write(response.encode_head(False) + response.body)  # type: ignore[attr-defined]
-            self._close()  # at once: lingering would hold a descriptor past the cap
-            return
         self.deadline = self._loop.time() + self._host.header_timeout
 
     def data_received(self, data: bytes) -> None:
@@ -184,7 +178,7 @@ class HttpConnection(asyncio.Protocol):
             self.deadline = None
         else:  # a client that stops sending mid-body is dropped like one that stalls a head
             self.deadline = self._loop.time() + self._host.header_timeout
-            if body.buffered > RequestBody.HIGH_WATER and not self._reading_paused:
+            if body.backlog > RequestBody.HIGH_WATER and not self._reading_paused:
                 self._pause_reading()
         return True
 

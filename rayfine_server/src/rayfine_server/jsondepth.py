@@ -10,6 +10,7 @@ small document.
 from __future__ import annotations
 
 import re
+from typing import Union
 
 MAX_DEPTH = 512
 """Arrays and objects nested deeper than this are refused, in requests and in results."""
@@ -20,7 +21,7 @@ _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 _SQUARE = bytes.maketrans(b"{}", b"[]")
 
 
-def exceeds_depth(data: bytes, limit: int = MAX_DEPTH) -> bool:
+def exceeds_depth(data: Union[bytes, bytearray], limit: int = MAX_DEPTH) -> bool:
     """Whether the JSON text ``data`` nests arrays/objects deeper than ``limit``.
 
     Brackets inside strings do not count.  Unclosed brackets count as nesting

@@ -65,17 +65,16 @@ class RequestBody:
             self._waiter.set_result(None)
 
     @property
-    def buffered(self) -> int:
-        """Bytes received and not yet taken by a streaming reader."""
-        if self._pieces is not None:
-            return sum(map(len, self._pieces))
-        return len(self._data)
+    def backlog(self) -> int:
+        """Bytes a streaming reader has not taken yet (0 for a body read whole)."""
+        return sum(map(len, self._pieces)) if self._pieces is not None else 0
 
-    async def read(self) -> bytes:
-        """The whole body, once it has arrived."""
+    async def read(self) -> bytearray:
+        """The whole body, once it has arrived (handed over, not copied: read it once)."""
         while not self.complete:
             await self._wait()
-        return bytes(self._data)
+        data, self._data = self._data, bytearray()
+        return data
 
     async def stream(self, resume: Callable[[], None]) -> AsyncIterator[bytes]:
         """The body's pieces as they arrive; ``resume`` is called after each is taken."""

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import resource
-import stat
+import socket
 from typing import Dict, Optional, Protocol, Union
 
+from .acceptor import Acceptor, listen, remove_socket_file
 from .auth import RefusalLog, TokenCheck
 from .config import ServerConfig
 from .connection import HttpConnection
+from .errors import OVERLOADED, CallError
 from .httpparse import RequestHead
 from .request import SHUTDOWN, Request
 from .responses import Response, StreamResponse
@@ -30,7 +31,6 @@ GRACE = 5.0
 """Seconds in-flight calls get to finish after SIGTERM before they are cancelled."""
 CLOSE_GRACE = 3.0
 """Seconds the app gets to end its sessions (``Actor.close()``) on the way out."""
-BACKLOG = 1024
 FD_RESERVE = 128
 """File descriptors kept free of connections, for env.py's own files and sockets."""
 
@@ -72,21 +72,36 @@ class Server:
         self._connections: Dict[HttpConnection, None] = {}  # oldest (least recently used) first
         self._check = TokenCheck(config.token)
         self._refusals = RefusalLog()
-        self._listener: Optional[asyncio.AbstractServer] = None
+        self._acceptor: Optional[Acceptor] = None
+
+    # --- admission ---------------------------------------------------------------------
+
+    def _has_room(self) -> bool:
+        """Room for one more connection: close the longest-idle one if at the cap."""
+        if len(self._connections) < self.max_connections:
+            return True
+        for other in self._connections:
+            if other.close_if_idle():
+                del self._connections[other]
+                return True
+        return False
+
+    def _start_connection(self, conn: socket.socket) -> None:
+        connection = HttpConnection(self)
+        self._connections[connection] = None
+        opening = asyncio.ensure_future(
+            asyncio.get_running_loop().connect_accepted_socket(lambda: connection, conn)
+        )
+        opening.add_done_callback(lambda done: self._opened(done, connection, conn))
+
+    def _opened(
+        self, done: asyncio.Future, connection: HttpConnection, conn: socket.socket
+    ) -> None:
+        if done.cancelled() or done.exception() is not None:
+            self._connections.pop(connection, None)
+            conn.close()
 
     # --- the connection's Host protocol ---------------------------------------------------
-
-    def admit(self, connection: HttpConnection) -> bool:
-        """Make room for ``connection``: close the longest-idle one if at the cap."""
-        if len(self._connections) >= self.max_connections:
-            for other in self._connections:
-                if other.close_if_idle():
-                    del self._connections[other]
-                    break
-            else:
-                return False
-        self._connections[connection] = None
-        return True
 
     def touch(self, connection: HttpConnection) -> None:
         """``connection`` just answered a request: it is now the most recently used."""
@@ -114,7 +129,17 @@ class Server:
 
     async def serve(self, stop: "asyncio.Future[int]") -> int:
         """Listen, serve until ``stop`` resolves, shut down; return ``stop``'s exit code."""
-        self._listener = await self._listen()
+        config = self._config
+        refusal = CallError(OVERLOADED, "Too many open connections; retry, or close idle ones")
+        response = refusal.to_response()
+        self._acceptor = Acceptor(
+            listen(config.uds, config.host, config.port),
+            self._has_room,
+            self._start_connection,
+            lambda what: self._refusals.note(what, "-"),
+            response.encode_head(False) + response.body,
+        )
+        self._acceptor.start()
         self._app.start(stop)
         sweeper = asyncio.ensure_future(self._sweep_forever())
         try:
@@ -123,22 +148,6 @@ class Server:
             sweeper.cancel()
             await self._shutdown()
         return code
-
-    async def _listen(self) -> asyncio.AbstractServer:
-        loop = asyncio.get_running_loop()
-        config = self._config
-
-        def factory() -> HttpConnection:
-            return HttpConnection(self)
-
-        if config.uds:
-            _prepare_socket_path(config.uds)
-            listener = await loop.create_unix_server(factory, config.uds, backlog=BACKLOG)
-            os.chmod(config.uds, 0o666)  # the client protects the directory instead
-            return listener
-        return await loop.create_server(
-            factory, config.host, config.port, backlog=BACKLOG, reuse_address=True
-        )
 
     async def _sweep_forever(self) -> None:
         interval = min(1.0, self.header_timeout / 4)
@@ -155,8 +164,8 @@ class Server:
 
     async def _shutdown(self) -> None:
         self.shutting_down = True
-        if self._listener is not None:
-            self._listener.close()
+        if self._acceptor is not None:
+            self._acceptor.close()
         for connection in list(self._connections):
             connection.close_if_idle()
         await self._wait_for_requests(self._grace)
@@ -174,7 +183,7 @@ class Server:
             connection.close_if_idle()
         self._refusals.flush()
         if self._config.uds:
-            _remove_socket(self._config.uds)
+            remove_socket_file(self._config.uds)
 
     async def _wait_for_requests(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
@@ -211,17 +220,3 @@ def connection_limit(requested: int) -> int:
             soft,
         )
     return limit
-
-
-def _prepare_socket_path(path: str) -> None:
-    """Create the socket's directory and remove a socket left by an earlier run."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    _remove_socket(path)
-
-
-def _remove_socket(path: str) -> None:
-    try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
