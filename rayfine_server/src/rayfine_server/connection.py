@@ -16,12 +16,12 @@ from typing import Optional, Protocol, Union
 from .errors import BAD_REQUEST, INTERNAL_ERROR, OVERLOADED, TOO_LARGE, UNAUTHORIZED, CallError
 from .httpparse import MAX_HEAD_BYTES, HttpError, RequestHead, parse_head
 from .request import DISCONNECTED, SHUTDOWN, Request, RequestBody
-from .responses import CONTINUE, Response, StreamResponse
+from .responses import CONTINUE, Response, StreamResponse, Tunnel
 
 logger = logging.getLogger(__name__)
 
 AnyResponse = Union[Response, StreamResponse]
-_IDLE, _HEAD, _BUSY, _LINGER, _CLOSED = range(5)
+_IDLE, _HEAD, _BUSY, _TUNNEL, _LINGER, _CLOSED = range(6)
 _PIPELINE_LIMIT = 2 * MAX_HEAD_BYTES
 LINGER_SECONDS = 2.0
 """After refusing a request, unread input is drained this long before closing: closing a
@@ -63,6 +63,7 @@ class HttpConnection(asyncio.Protocol):
         self._request: Optional[Request] = None
         self._reading_paused = False
         self._lingered = 0
+        self._tunnel: Optional[Tunnel] = None
         self._writable: Optional[asyncio.Future[None]] = None
         self.peer = "unix"
         self.deadline: Optional[float] = None
@@ -84,6 +85,9 @@ class HttpConnection(asyncio.Protocol):
         if self._state >= _LINGER:
             self._drain(len(data))
             return
+        if self._state == _TUNNEL and self._tunnel is not None:
+            self._tunnel.send(data)
+            return
         self._buffer += data
         if self._state == _BUSY:
             self._while_busy()
@@ -102,6 +106,8 @@ class HttpConnection(asyncio.Protocol):
             request.cancel(DISCONNECTED)
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
+        if self._tunnel is not None:
+            self._tunnel.close()
 
     def pause_writing(self) -> None:
         self._writable = self._loop.create_future()
@@ -150,7 +156,7 @@ class HttpConnection(asyncio.Protocol):
         if head.expect_continue and head.has_body and self._transport is not None:
             self._transport.write(CONTINUE)
         body = RequestBody(None if head.chunked else head.content_length or 0, host.max_body)
-        request = Request(head, body, self.peer)
+        request = Request(head, body, self.peer, self.resume_reading)
         self._request = request
         self._state = _BUSY
         self.deadline = None
@@ -235,16 +241,49 @@ class HttpConnection(asyncio.Protocol):
         transport = self._transport
         if self._state != _BUSY or transport is None:
             return
-        keep_alive = self._keeps_alive(request, response.close)
-        transport.write(response.head)
-        if response.body is not None:
-            async for piece in response.body:
-                if self._state != _BUSY:
-                    return
-                transport.write(piece)
-                if self._writable is not None:
-                    await self._writable
+        keep_alive = self._keeps_alive(request, response.close) and response.tunnel is None
+        transport.write(response.head + (b"\r\n" if keep_alive else b"connection: close\r\n\r\n"))
+        body = response.body
+        try:
+            if response.tunnel is not None:
+                await self._run_tunnel(response.tunnel)
+                return
+            if body is not None:
+                async for piece in body:
+                    if self._state != _BUSY:
+                        return
+                    await self._write(piece)
+        except Exception as exc:  # noqa: BLE001 - the app broke off mid-body: so must we
+            logger.debug("Proxied response cut short: %s", exc)
+            self._close()
+            return
+        finally:
+            aclose = getattr(body, "aclose", None)
+            if aclose is not None:
+                await aclose()  # hands the app's connection back (or closes it) now
         self._done(keep_alive)
+
+    async def _run_tunnel(self, tunnel: Tunnel) -> None:
+        """Become a byte pipe between the client and the app until either side closes."""
+        self._state = _TUNNEL
+        self._tunnel = tunnel
+        self.deadline = None
+        if self._buffer:
+            tunnel.send(bytes(self._buffer))
+            self._buffer.clear()
+        if self._reading_paused:
+            self.resume_reading()
+        try:
+            await tunnel.pump(self._write)
+        finally:
+            tunnel.close()
+            self._close()
+
+    async def _write(self, piece: bytes) -> None:
+        if self._state in (_BUSY, _TUNNEL) and self._transport is not None:
+            self._transport.write(piece)
+            if self._writable is not None:
+                await self._writable
 
     def _keeps_alive(self, request: Request, close: bool) -> bool:
         return (

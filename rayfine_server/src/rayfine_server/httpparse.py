@@ -20,6 +20,7 @@ _REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([^\x00-\x20\x7f]+) 
 _HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?")
 _ABSOLUTE = re.compile(r"https?://[^/?#]*")
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: [^\x00-\x08\x0a-\x1f\x7f]*)?")
 
 
 class HttpError(Exception):
@@ -119,6 +120,26 @@ def parse_head(data: bytes) -> RequestHead:
     )
     _frame_body(head)
     return head
+
+
+def parse_response_head(data: bytes) -> Tuple[int, List[Tuple[str, str]]]:
+    """Parse a response head (without its final blank line): status and header fields.
+
+    Used in proxy mode on the app's answers.
+
+    :raises HttpError: 502 naming the problem.
+    """
+    lines = data.split(b"\r\n")
+    match = _STATUS_LINE.fullmatch(lines[0])
+    if match is None or len(lines) - 1 > MAX_HEADERS:
+        raise HttpError(502, f"The app sent a malformed response: {_shown(lines[0])}")
+    fields: List[Tuple[str, str]] = []
+    for line in lines[1:]:
+        header = _HEADER.fullmatch(line)
+        if header is None:
+            raise HttpError(502, f"The app sent a malformed header line {_shown(line)}")
+        fields.append((header.group(1).lower().decode("ascii"), header.group(2).decode("latin-1")))
+    return int(match.group(1)), fields
 
 
 def _origin_form(target: str) -> str:

@@ -108,12 +108,20 @@ class Request:
     :param peer: who sent it, for logs (an IP address, or ``unix``).
     """
 
-    __slots__ = ("head", "body", "peer", "task", "cancel_reason")
+    __slots__ = ("head", "body", "peer", "task", "cancel_reason", "resume_reading")
 
-    def __init__(self, head: RequestHead, body: RequestBody, peer: str) -> None:
+    def __init__(
+        self,
+        head: RequestHead,
+        body: RequestBody,
+        peer: str,
+        resume_reading: Callable[[], None] = lambda: None,
+    ) -> None:
         self.head = head
         self.body = body
         self.peer = peer
+        self.resume_reading = resume_reading
+        """Streaming body readers call this after taking a piece (back-pressure)."""
         self.task: Optional[asyncio.Task] = None
         self.cancel_reason: Optional[str] = None
         """Set by whoever cancels :attr:`task`: :data:`DISCONNECTED`, :data:`SHUTDOWN`,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import AsyncIterator, Dict, Optional, Tuple
+from typing import AsyncIterator, Awaitable, Callable, Dict, Optional, Protocol, Tuple
 
 _JSON = b"content-type: application/json\r\n"
 _STATUS_LINES: Dict[int, bytes] = {}
@@ -52,20 +52,42 @@ class Response:
         return status_line(self.status) + _JSON + extra + connection + length
 
 
-class StreamResponse:
-    """A response whose head is ready and whose body arrives piece by piece (proxy mode).
+class Tunnel(Protocol):
+    """Both directions of a connection after ``101 Switching Protocols`` (proxy mode)."""
 
-    :param head: status line and headers, ending with the blank line, exactly as sent.
-    :param body: the body's pieces, already framed (raw, chunked, or until close).
+    def send(self, data: bytes) -> None:
+        """Pass bytes from the client on."""
+
+    async def pump(self, write: Callable[[bytes], Awaitable[None]]) -> None:
+        """Pass bytes to the client with ``write`` until the other side closes."""
+
+    def close(self) -> None:
+        """The client went away: close the other side."""
+
+
+class StreamResponse:
+    """A response whose body arrives piece by piece (proxy mode).
+
+    :param head: the status line and header lines, without the final blank
+        line (the connection adds ``connection: close`` if needed, then it).
+    :param body: the body's pieces, already framed as the head says.
     :param close: close the connection after the body.
+    :param tunnel: after a ``101`` answer, the connection becomes this tunnel.
     """
 
-    __slots__ = ("head", "body", "close")
+    __slots__ = ("head", "body", "close", "tunnel")
 
-    def __init__(self, head: bytes, body: Optional[AsyncIterator[bytes]], close: bool) -> None:
+    def __init__(
+        self,
+        head: bytes,
+        body: Optional[AsyncIterator[bytes]],
+        close: bool = False,
+        tunnel: Optional[Tunnel] = None,
+    ) -> None:
         self.head = head
         self.body = body
         self.close = close
+        self.tunnel = tunnel
 
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
