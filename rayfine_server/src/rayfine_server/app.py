@@ -157,8 +157,15 @@ class FunctionApp:
             )
         default = served.default
         if self._eager and default is not None and not default.ready:
-            if default.error is not None:
-                raise default.error
+            failed = default.error
+            if failed is not None:  # 503: this container cannot serve its Actor
+                raise CallError(
+                    failed.kind,
+                    failed.message,
+                    type_name=failed.type_name,
+                    traceback=failed.traceback,
+                    status=503,
+                )
             raise CallError(APP_STARTING, "Actor() is still being constructed (RAYFINE_EAGER=1)")
         return _json(
             200,
