@@ -97,6 +97,46 @@ def serve(write_env: WriteEnv, short_dir: Path) -> Iterator[Serve]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def serve_shared() -> Iterator[Serve]:
+    """Like ``serve``, but one server per test module (for tests that only make calls)."""
+    directory = Path(tempfile.mkdtemp(prefix="rf"))
+    running: List[RunningServer] = []
+
+    def start(source: str, **options: Any) -> RunningServer:
+        env_dir = directory / f"env{len(running)}"
+        env_dir.mkdir()
+        (env_dir / "env.py").write_text(textwrap.dedent(source), encoding="utf-8")
+        settings: Dict[str, Any] = {"token": TOKEN, "max_threads": 8, **options}
+        config = ServerConfig(
+            env_dir=env_dir, uds=str(directory / f"s{len(running)}.sock"), **settings
+        )
+        server = RunningServer(config)
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def shared_client(serve_shared: Serve) -> MakeClient:
+    """An httpx client to the module's one server for ``source`` (started on first use).
+
+    For tests that only make calls and do not look at env.py's module state.
+    """
+    clients: Dict[str, httpx.Client] = {}
+
+    def get(source: str) -> httpx.Client:
+        if source not in clients:
+            clients[source] = serve_shared(source).client()
+        return clients[source]
+
+    return get
+
+
 @pytest.fixture
 def make_client(serve: Serve) -> MakeClient:
     """An httpx client (sending the token) to a server for ``source``."""

@@ -120,8 +120,8 @@ def test_actor_keeps_state_across_sync_and_async_methods(make_client):
     assert call(client, "bump", 2).json() == {"result": 8}
 
 
-def test_module_functions_sync_and_async(make_client):
-    client = make_client(ENV)
+def test_module_functions_sync_and_async(shared_client):
+    client = shared_client(ENV)
     assert call(client, "echo", 1, "two", k=[3]).json() == {
         "result": {"args": [1, "two"], "kwargs": {"k": [3]}}
     }
@@ -137,8 +137,8 @@ def test_args_and_kwargs_default_to_empty(make_client):
     assert response.json() == {"result": {"args": [], "kwargs": {}}}
 
 
-def test_rich_results_are_encoded(make_client):
-    response = call(make_client(ENV), "rich")
+def test_rich_results_are_encoded(shared_client):
+    response = call(shared_client(ENV), "rich")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.json()["result"] == {
@@ -155,16 +155,16 @@ def test_rich_results_are_encoded(make_client):
     }
 
 
-def test_bytes_are_refused_not_decoded(make_client):
-    response = call(make_client(ENV), "returns_bytes")
+def test_bytes_are_refused_not_decoded(shared_client):
+    response = call(shared_client(ENV), "returns_bytes")
     assert response.status_code == 500
     error = error_of(response)
     assert error["kind"] == "not_serializable"
     assert "bytes" in error["message"] and "returns_bytes" in error["message"]
 
 
-def test_unserialisable_results_name_the_type(make_client):
-    client = make_client(ENV)
+def test_unserialisable_results_name_the_type(shared_client):
+    client = shared_client(ENV)
     error = error_of(call(client, "returns_object"))
     assert error["kind"] == "not_serializable"
     assert "object" in error["message"]
@@ -173,12 +173,12 @@ def test_unserialisable_results_name_the_type(make_client):
     error = error_of(call(client, "returns_tuple_keys"))
     assert error["kind"] == "not_serializable"
     assert "tuple" in error["message"]
-    assert call(client, "bump").json() == {"result": 1}  # still serving
+    assert call(client, "bump").status_code == 200  # still serving
 
 
-def test_non_string_keys_are_refused_not_silently_merged(make_client):
+def test_non_string_keys_are_refused_not_silently_merged(shared_client):
     """``{1: 'a', True: 'b'}`` used to arrive as ``{'1': 'b'}``."""
-    client = make_client(ENV)
+    client = shared_client(ENV)
     for method, key_type in [
         ("returns_int_keys", "int"),
         ("returns_nested_int_keys", "float"),
@@ -202,7 +202,7 @@ def test_unencodable_results_leave_the_connection_usable(serve):
         assert call(client, "bump").status_code == 200  # same connection, next call fine
 
 
-def test_nan_travels_like_python_json(make_client):
-    response = call(make_client(ENV), "returns_nan")
+def test_nan_travels_like_python_json(shared_client):
+    response = call(shared_client(ENV), "returns_nan")
     assert response.status_code == 200
     assert response.text == '{"result":NaN}'

@@ -57,8 +57,8 @@ ENV = """
 """
 
 
-def test_wrong_arguments_are_422_with_signature(make_client):
-    client = make_client(ENV)
+def test_wrong_arguments_are_422_with_signature(shared_client):
+    client = shared_client(ENV)
     for args, kwargs in [((), {}), ((1, 2, 3), {}), ((1,), {"nope": 1}), ((1,), {"a": 2})]:
         response = client.post(
             "/call", json={"method": "add", "args": list(args), "kwargs": kwargs}
@@ -70,8 +70,8 @@ def test_wrong_arguments_are_422_with_signature(make_client):
         assert "add(a: int, b: int = 2, *, scale: float = 1.0) -> float" in error["message"]
 
 
-def test_user_exception_is_500_with_type_message_and_traceback(make_client):
-    response = call(make_client(ENV), "fails", "boom")
+def test_user_exception_is_500_with_type_message_and_traceback(shared_client):
+    response = call(shared_client(ENV), "fails", "boom")
     assert response.status_code == 500
     error = error_of(response)
     assert error["kind"] == "remote_exception"
@@ -85,8 +85,8 @@ def test_user_exception_is_500_with_type_message_and_traceback(make_client):
     assert trace.rstrip().endswith("ValueError: boom")
 
 
-def test_custom_and_async_exceptions_carry_qualified_type(make_client):
-    client = make_client(ENV)
+def test_custom_and_async_exceptions_carry_qualified_type(shared_client):
+    client = shared_client(ENV)
     error = error_of(call(client, "fails_custom"))
     assert (error["type"], error["message"]) == ("env.MyError", "custom failure")
     error = error_of(call(client, "afails"))
@@ -94,8 +94,8 @@ def test_custom_and_async_exceptions_carry_qualified_type(make_client):
     assert "in afails" in error["traceback"]
 
 
-def test_system_exit_in_user_code_does_not_stop_the_server(make_client):
-    client = make_client(ENV)
+def test_system_exit_in_user_code_does_not_stop_the_server(shared_client):
+    client = shared_client(ENV)
     error = error_of(call(client, "exits"))
     assert (error["kind"], error["type"]) == ("remote_exception", "SystemExit")
     assert call(client, "ok").json() == {"result": "ok"}
@@ -113,9 +113,9 @@ def test_system_exit_in_user_code_does_not_stop_the_server(make_client):
         ("araises_cancelled", "CancelledError"),
     ],
 )
-def test_base_exceptions_from_user_code_are_remote_exceptions(make_client, method, type_name):
+def test_base_exceptions_from_user_code_are_remote_exceptions(shared_client, method, type_name):
     """They used to surface as a bare HTTP 500 (or, from async code, stop the loop)."""
-    client = make_client(ENV)
+    client = shared_client(ENV)
     response = call(client, method)
     assert response.status_code == 500
     error = error_of(response)
@@ -145,8 +145,8 @@ def test_base_exceptions_from_user_code_are_remote_exceptions(make_client, metho
         (b'{"method": "ok", "session": 5}', "'session' must be a session id"),
     ],
 )
-def test_malformed_bodies_are_400(make_client, body, fragment):
-    client = make_client(ENV)
+def test_malformed_bodies_are_400(shared_client, body, fragment):
+    client = shared_client(ENV)
     response = client.post("/call", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400
     error = error_of(response)
@@ -174,8 +174,8 @@ def test_oversized_body_is_413_too_large(serve):
     assert call(server.client(), "ok").json() == {"result": "ok"}
 
 
-def test_unknown_routes_and_verbs_use_the_error_shape(make_client):
-    client = make_client(ENV)
+def test_unknown_routes_and_verbs_use_the_error_shape(shared_client):
+    client = shared_client(ENV)
     response = client.get("/nope")
     assert response.status_code == 404
     assert error_of(response)["kind"] == "bad_request"

@@ -191,9 +191,16 @@ def test_large_body_stays_within_a_few_times_its_size(short_dir):
     server = Process(short_dir, {"RAYFINE_TOKEN": TOKEN})
     try:
         baseline = server.status("VmRSS")
-        text = "x" * (60 * 1024 * 1024)
-        assert server.call("size", text).json() == {"result": len(text)}
-        del text
+        size = 60 * 1024 * 1024
+        body = b'{"method": "size", "args": ["' + b"x" * size + b'"]}'
+        head = f"POST /call HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n"
+        head += f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n"
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(server.sock)
+            sock.sendall(head.encode() + body)
+            del body
+            answer = sock.recv(1000)
+        assert answer.endswith(b'{"result":%d}' % size)
         assert server.status("VmHWM") - baseline < 300 * 1024  # KiB: about 3x the body
     finally:
         server.stop()
@@ -233,21 +240,6 @@ def test_sigterm_lets_calls_in_flight_finish_then_exits_0(short_dir):
     caller.join(10)
     assert result and result[0].json() == {"result": 1.0}
     assert server.stop() == 0
-
-
-def test_sigterm_cancels_calls_that_do_not_finish_within_the_grace(short_dir):
-    server = Process(short_dir, {"RAYFINE_TOKEN": TOKEN})
-    result: List[httpx.Response] = []
-    caller = threading.Thread(target=lambda: result.append(server.call("sleep", 30)))
-    caller.start()
-    time.sleep(0.3)
-    started = time.monotonic()
-    server.process.send_signal(signal.SIGTERM)
-    caller.join(15)
-    assert server.stop() == 0
-    assert time.monotonic() - started < 10
-    assert result[0].status_code == 503
-    assert "shutting down" in result[0].json()["error"]["message"]
 
 
 def test_env_output_is_visible_by_default(short_dir):

@@ -216,19 +216,23 @@ def test_async_close_is_awaited_and_close_errors_are_only_logged(make_client, ca
 
 def test_many_sessions_at_once(serve):
     server = serve(ENV, max_sessions=300)
+    client = server.client()
+    ids = [open_session(client, name=str(i)).json()["session"] for i in range(250)]
 
-    async def go():
-        async with server.async_client() as client:
+    async def burst():  # the last 50 opened and used concurrently
+        async with server.async_client() as concurrent:
             opened = await asyncio.gather(
-                *(client.post("/sessions", json={"kwargs": {"name": str(i)}}) for i in range(300))
+                *(
+                    concurrent.post("/sessions", json={"kwargs": {"name": str(i)}})
+                    for i in range(250, 300)
+                )
             )
-            ids = [r.json()["session"] for r in opened]
-            answers = await asyncio.gather(
-                *(client.post("/call", json={"method": "step", "session": s}) for s in ids)
-            )
-            return [a.json()["result"][0] for a in answers]
+            return [r.json()["session"] for r in opened]
 
-    assert sorted(asyncio.run(go()), key=int) == [str(i) for i in range(300)]
+    ids += asyncio.run(burst())
+    names = [in_session(client, s, "step").json()["result"][0] for s in ids]
+    assert sorted(names, key=int) == [str(i) for i in range(300)]
+    assert len(client.get("/sessions").json()["sessions"]) == 300
 
 
 def test_env_without_an_actor_has_no_sessions(make_client):

@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from .encoding import NotSerializableError, encode_json
+from .typecheck import compile_checks
 
 ACTOR = "actor"
 FUNCTION = "function"
@@ -129,7 +130,18 @@ def _method(
         function=function,
         keyword_names=tuple(p.name for p in params if p.kind in _NAMED),
         accepts_any_keyword=any(p.kind == p.VAR_KEYWORD for p in params),
+        checks=_checks(func, signature),
     )
+
+
+def _checks(
+    func: Callable[..., Any], signature: inspect.Signature
+) -> Optional[Callable[[Mapping[str, Any]], Optional[str]]]:
+    """Argument checks from the annotations; none at all if compiling them fails."""
+    try:
+        return compile_checks(func, signature)
+    except Exception:  # noqa: BLE001 - odd annotations must never stop env.py loading
+        return None
 
 
 def _signature(func: Callable[..., Any], *, drop_first: bool) -> inspect.Signature:
