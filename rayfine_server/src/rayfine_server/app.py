@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Dict, Optional, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from .actor import DefaultActor
 from .arguments import check_arguments
@@ -27,6 +28,7 @@ from .errors import (
 )
 from .loader import LoadedEnv
 from .methods import describe_method
+from .reload import Watcher
 from .request import Request
 from .responses import Response
 from .sessions import SessionManager
@@ -69,6 +71,11 @@ class ServedEnv:
                 payload["actor"] = describe_method(env.constructor)
             self.methods_body = json.dumps(payload).encode()
 
+    def succeed(self, old: ServedEnv, reason: str) -> None:
+        """Take over from ``old`` (a reload): its sessions will answer ``session_closed``."""
+        if old.sessions is not None and self.sessions is not None:
+            self.sessions.remember(old.sessions.ended(reason))
+
     async def close(self, reason: str) -> None:
         """End every session and the default instance (reload, shutdown)."""
         if self.sessions is not None:
@@ -84,17 +91,65 @@ class FunctionApp:
     :param pool: the server's worker threads.
     :param eager: ``RAYFINE_EAGER=1``: the default instance is built at start-up,
         and ``/health`` reports its construction.
+    :param reload_from: ``RAYFINE_RELOAD=1``: watch this directory, and on a change
+        re-import env.py with ``rebuild``.
+    :param rebuild: imports env.py afresh and builds what serves it.
     """
 
-    def __init__(self, served: ServedEnv, pool: WorkerPool, eager: bool = False) -> None:
+    def __init__(
+        self,
+        served: ServedEnv,
+        pool: WorkerPool,
+        eager: bool = False,
+        reload_from: Optional[Path] = None,
+        rebuild: Optional[Callable[[], ServedEnv]] = None,
+    ) -> None:
         self.served = served
         self._pool = pool
         self._eager = eager
+        self._reload_from = reload_from
+        self._rebuild = rebuild
+        self._watcher: Optional[Watcher] = None
+        self._reloading: Optional[asyncio.Future] = None
+        self._changed_again = False
 
     def start(self, stop: "asyncio.Future[int]") -> None:
-        """Called on the event loop before the first request: eager construction."""
+        """Called on the event loop before the first request: eager construction, reload."""
+        self._build_eagerly()
+        if self._reload_from is not None and self._rebuild is not None:
+            self._watcher = Watcher(self._reload_from, self._on_change)
+            self._watcher.start()
+
+    def _build_eagerly(self) -> None:
         if self._eager and self.served.default is not None:
             self.served.default.start()
+
+    def _on_change(self) -> None:
+        if self._reloading is not None:
+            self._changed_again = True  # reload once more when this one is done
+        else:
+            self._reloading = asyncio.ensure_future(self._reload())
+
+    async def _reload(self) -> None:
+        """Re-import env.py; the old sessions and default instance are closed."""
+        assert self._rebuild is not None
+        reason = "was closed: env.py was reloaded"
+        try:
+            while True:
+                self._changed_again = False
+                old, new = self.served, self._rebuild()
+                new.succeed(old, reason)
+                self.served = new
+                self._build_eagerly()
+                if new.env.error is None:
+                    logger.warning(
+                        "Reloaded %s: %d methods", new.env.env_file, len(new.env.methods)
+                    )
+                await old.close(reason)
+                if not self._changed_again:
+                    return
+        finally:
+            self._reloading = None
 
     def tick(self) -> None:
         """Called about once a second: expire idle sessions."""
@@ -103,6 +158,8 @@ class FunctionApp:
 
     async def shutdown(self) -> None:
         """End every session and the default instance, calling ``Actor.close()``."""
+        if self._watcher is not None:
+            self._watcher.stop()
         await self.served.close("was closed: the server is shutting down")
 
     async def handle(self, request: Request) -> Response:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 from typing import Tuple
 
 from .app import FunctionApp, ServedEnv
 from .config import ServerConfig
 from .loader import load_env
+from .reload import forget_modules
 from .server import App, Server
 from .workers import WorkerPool
 
@@ -16,8 +18,17 @@ from .workers import WorkerPool
 def build_function_app(config: ServerConfig) -> Tuple[FunctionApp, WorkerPool]:
     """Import env.py (a failure is kept and served as 503) and build its app."""
     pool = WorkerPool(config.max_threads)
+
+    def rebuild() -> ServedEnv:
+        forget_modules(config.env_dir)
+        importlib.invalidate_caches()
+        return ServedEnv(load_env(config.env_dir), pool, config)
+
     served = ServedEnv(load_env(config.env_dir), pool, config)
-    return FunctionApp(served, pool, eager=config.eager), pool
+    if not config.reload:
+        return FunctionApp(served, pool, eager=config.eager), pool
+    app = FunctionApp(served, pool, config.eager, reload_from=config.env_dir, rebuild=rebuild)
+    return app, pool
 
 
 def run_server(config: ServerConfig) -> int:

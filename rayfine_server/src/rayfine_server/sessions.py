@@ -151,6 +151,16 @@ class SessionManager:
             f"No session {session_id!r} in this server; open one with POST /sessions",
         )
 
+    def ended(self, reason: str) -> Dict[str, str]:
+        """Every id this manager handed out, with why it ended (open ones: ``reason``)."""
+        return {**self._closed, **{session_id: reason for session_id in self._open}}
+
+    def remember(self, ended: Dict[str, str]) -> None:
+        """Answer ``session_closed`` for ``ended`` ids (of the env.py this one replaces)."""
+        self._closed.update(ended)
+        while len(self._closed) > _REMEMBERED_CLOSED:
+            self._closed.popitem(last=False)
+
     def describe(self) -> List[Dict[str, Any]]:
         """Every open session, for ``GET /sessions``."""
         return [session.describe() for session in self._open.values()]
