@@ -52,7 +52,11 @@ def _run(config: ServerConfig, app: App) -> int:
             loop.add_signal_handler(signum, _resolve, stop, 0)
         return await Server(config, app).serve(stop)
 
-    return asyncio.run(serve())
+    try:
+        return asyncio.run(serve())
+    finally:
+        # Already on the way out: a repeated SIGTERM must not turn exit code 0 into -15.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _resolve(stop: "asyncio.Future[int]", code: int) -> None:
