@@ -1,16 +1,17 @@
 """The server on its own, before and after, measured in one run over Unix sockets.
 
-    .venv/bin/python rayfine_server/bench_server.py            # about a minute on 2 CPUs
+    .venv/bin/python rayfine_server/bench_server.py            # a few minutes on 2 CPUs
     .venv/bin/python rayfine_server/bench_server.py --quick    # a smoke run
     .venv/bin/python rayfine_server/bench_server.py --old-ref main --python /path/to/python
 
-"Before" is the server as committed at ``--old-ref`` (``git show``; it needs
-uvicorn and Starlette importable, as in the repo's .venv), "after" is this
-tree's.  Both run as subprocesses on a Unix socket in a temporary directory,
-serve the same echo env.py, and are driven by the repo's own clients
-(``rayfine_core.client.Client`` / ``AsyncClient``); their runs alternate in
-blocks so that load from other processes on the machine hits both alike.
-Not collected by pytest (no ``test_`` prefix).  Traffic goes only to the
+"before" is the server as committed at ``--old-ref`` (``git show``; it needs
+uvicorn and Starlette importable, as in the repo's .venv); "after" is this
+tree's on the standard asyncio loop, and "after+uvloop" the same on uvloop
+(when uvloop is importable).  Each runs as a subprocess on a Unix socket in
+a temporary directory, serves the same echo env.py, and is driven by the
+repo's own clients (``rayfine_core.client.Client`` / ``AsyncClient``);
+their runs alternate in blocks so that load from other processes on the
+machine hits all alike.  Not collected by pytest.  Traffic goes only to the
 Unix sockets this script creates.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import shutil
@@ -54,17 +56,27 @@ class Actor:
 """
 BODY = encode_call("echo", [1], {}, None)
 SYNC_BODY = encode_call("echo_sync", [1], {}, None)
+Row = Tuple[str, Dict[str, str]]
+
+
+class Config:
+    """One server to measure: where its code is and which event loop it runs."""
+
+    def __init__(self, name: str, pythonpath: str, loop: str) -> None:
+        self.name = name
+        self.pythonpath = pythonpath
+        self.loop = loop
 
 
 class Served:
     """One server subprocess on a Unix socket."""
 
-    def __init__(self, name: str, pythonpath: str, env_dir: Path, sock: Path, python: str) -> None:
-        self.name = name
-        self.sock = sock
+    def __init__(self, config: Config, env_dir: Path, sock: Path, python: str) -> None:
+        self.name = config.name
         environ = {
             **os.environ,
-            "PYTHONPATH": pythonpath,
+            "PYTHONPATH": config.pythonpath,
+            "RAYFINE_LOOP": config.loop,
             "RAYFINE_ENV_DIR": str(env_dir),
             "RAYFINE_UDS": str(sock),
             "RAYFINE_TOKEN": TOKEN,
@@ -106,8 +118,8 @@ def _wait_healthy(client: Client, sock: Path, process: subprocess.Popen) -> None
             try:
                 if client.get("/health", timeout=5).status_code == 200:
                     return
-            except Exception:  # noqa: BLE001 - not listening yet
-                pass
+            except Exception as exc:  # noqa: BLE001 - not listening yet
+                del exc
         time.sleep(0.002)
     raise SystemExit("server did not become healthy in 30 s")
 
@@ -156,14 +168,14 @@ def alternate(
     """Run ``run`` on each server in turn, ``blocks`` times, rotating who goes first."""
     results: Dict[str, List[Any]] = {s.name: [] for s in servers}
     for block in range(blocks):
-        order = servers[block % len(servers) :] + servers[: block % len(servers)]
-        for served in order:
+        shift = block % len(servers)
+        for served in servers[shift:] + servers[:shift]:
             results[served.name].append(run(served))
     return results
 
 
-def flat(lists: List[List[float]]) -> List[float]:
-    return [x for part in lists for x in part]
+def flat(parts: List[List[float]]) -> List[float]:
+    return [x for part in parts for x in part]
 
 
 def us(seconds: float) -> str:
@@ -174,33 +186,184 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:,.2f} ms"
 
 
-def prepare(workdir: Path, old_ref: str) -> Dict[str, str]:
-    """Write the echo env and the old server's source; return PYTHONPATH per server."""
-    env_dir = workdir / "env"
-    env_dir.mkdir()
-    (env_dir / "env.py").write_text(ECHO_ENV)
+def latency_rows(what: str, samples: Dict[str, List[List[float]]]) -> List[Row]:
+    return [
+        (f"{what}, median", {n: us(statistics.median(flat(v))) for n, v in samples.items()}),
+        (f"{what}, p99", {n: us(percentile(flat(v), 0.99)) for n, v in samples.items()}),
+    ]
+
+
+def rate_rows(what: str, runs: Dict[str, List[Tuple[float, List[float]]]]) -> List[Row]:
+    def p(values: List[Tuple[float, List[float]]], q: float) -> str:
+        return ms(percentile(flat([latencies for _, latencies in values]), q))
+
+    return [
+        (
+            f"{what}: calls/s",
+            {n: f"{statistics.mean(r for r, _ in v):,.0f}/s" for n, v in runs.items()},
+        ),
+        (f"{what}: p50 / p99 latency", {n: f"{p(v, 0.5)} / {p(v, 0.99)}" for n, v in runs.items()}),
+    ]
+
+
+def prepare(workdir: Path, old_ref: str) -> str:
+    """Write the echo env and the old server's source; return the old server's PYTHONPATH."""
+    (workdir / "env").mkdir()
+    (workdir / "env" / "env.py").write_text(ECHO_ENV)
     old = workdir / "old" / "rayfine_server"
     old.mkdir(parents=True)
-    listing = subprocess.run(
-        ["git", "ls-tree", "--name-only", f"{old_ref}:rayfine_server/src/rayfine_server"],
+    tree = f"{old_ref}:rayfine_server/src/rayfine_server"
+    names = subprocess.run(
+        ["git", "ls-tree", "--name-only", tree],
         cwd=REPO,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()
-    for name in listing:
+    for name in names:
         source = subprocess.run(
-            ["git", "show", f"{old_ref}:rayfine_server/src/rayfine_server/{name}"],
-            cwd=REPO,
-            capture_output=True,
-            check=True,
+            ["git", "show", f"{tree}/{name}"], cwd=REPO, capture_output=True, check=True
         ).stdout
         (old / name).write_bytes(source)
-    return {"before": str(workdir / "old"), "after": str(HERE / "src")}
+    return str(workdir / "old")
+
+
+def calls_rows(
+    configs: List[Config], workdir: Path, python: str, calls: int, blocks: int, rounds: int
+) -> List[Row]:
+    env_dir = workdir / "env"
+    starts: Dict[str, List[float]] = {c.name: [] for c in configs}
+    for round_ in range(rounds):
+        for index, config in enumerate(configs):
+            served = Served(config, env_dir, workdir / f"c{index}{round_}.sock", python)
+            starts[config.name].append(served.cold_start)
+            served.stop()
+    rows: List[Row] = [
+        (
+            "cold start: spawn -> first 200 /health (median)",
+            {n: f"{statistics.median(v):.3f} s" for n, v in starts.items()},
+        )
+    ]
+    servers = [Served(c, env_dir, workdir / f"s{i}.sock", python) for i, c in enumerate(configs)]
+    try:
+        for served in servers:
+            sequential(served.client, BODY, 200)  # warm-up
+        per = calls // blocks
+        rows += latency_rows(
+            "sequential async call",
+            alternate(servers, blocks, lambda s: sequential(s.client, BODY, per)),
+        )
+        rows += latency_rows(
+            "sequential sync call (worker thread)",
+            alternate(servers, blocks, lambda s: sequential(s.client, SYNC_BODY, per)),
+        )
+        for body, what in (
+            (BODY, "64 async calls in flight"),
+            (SYNC_BODY, "64 sync calls in flight"),
+        ):
+            runs = alternate(
+                servers, blocks, lambda s: asyncio.run(in_flight(s.endpoint, [body], 4 * per, 64))
+            )
+            rows += rate_rows(what, runs)
+        rows.append(
+            (
+                "server RSS after the runs",
+                {s.name: f"{s.rss_kib() / 1024:.1f} MiB" for s in servers},
+            )
+        )
+    finally:
+        for served in servers:
+            served.stop()
+    return rows
+
+
+def session_rows(config: Config, workdir: Path, python: str, calls: int, quick: bool) -> List[Row]:
+    """Sessions (the old server has none), each measurement on a fresh server."""
+    name = config.name
+    rows: List[Row] = []
+    served = Served(config, workdir / "env", workdir / "sess1.sock", python)
+    try:
+        client = served.client
+        first: List[float] = []
+        for i in range(200 if quick else 1000):
+            started = time.perf_counter()
+            opened = client.post("/sessions", json.dumps({"kwargs": {"seed": i}}).encode(), None)
+            session = opened.json()["session"]
+            response = client.post("/call", session_call(session), None)
+            first.append(time.perf_counter() - started)
+            assert response.status_code == 200, response.content
+            client.request("DELETE", f"/sessions/{session}", None, 10)
+        rows.append(
+            (
+                "open session -> first result, p50 / p99",
+                {name: f"{ms(statistics.median(first))} / {ms(percentile(first, 0.99))}"},
+            )
+        )
+    finally:
+        served.stop()
+
+    served = Served(config, workdir / "env", workdir / "sess2.sock", python)
+    try:
+        client = served.client
+        sequential(client, BODY, 200)  # the default instance and a worker exist already
+        before_rss = served.rss_kib()
+        many = 1000
+        started = time.perf_counter()
+        ids = [
+            client.post("/sessions", json.dumps({"kwargs": {"seed": i}}).encode(), None).json()[
+                "session"
+            ]
+            for i in range(many)
+        ]
+        opened_in = time.perf_counter() - started
+        per_session = (served.rss_kib() - before_rss) / many
+        answers = [client.post("/call", session_call(s), None).status_code for s in ids]
+        listed = len(client.get("/sessions").json()["sessions"])
+        rows.append(
+            (
+                f"{many} sessions open at once: open time; listed; answering",
+                {name: f"{opened_in:.2f} s; {listed}; {answers.count(200)}"},
+            )
+        )
+        rows.append(
+            ("memory per idle session (RSS delta / 1000)", {name: f"{per_session:.1f} KiB"})
+        )
+        spread = [
+            asyncio.run(
+                in_flight(served.endpoint, [session_call(s) for s in ids[:256]], 4 * calls, 256)
+            )
+        ]
+        one = [asyncio.run(in_flight(served.endpoint, [session_call(ids[0])], 4 * calls, 256))]
+        plain = [asyncio.run(in_flight(served.endpoint, [BODY], 4 * calls, 256))]
+        for what, runs in (
+            ("256 in flight on 256 sessions", spread),
+            ("256 in flight on one session", one),
+            ("256 in flight, no session", plain),
+        ):
+            rows += rate_rows(what, {name: runs})
+    finally:
+        served.stop()
+    return rows
+
+
+def session_call(session: str) -> bytes:
+    return json.dumps({"method": "echo", "args": [1], "session": session}).encode()
+
+
+def print_table(rows: List[Row], names: List[str]) -> None:
+    width = max(len(what) for what, _ in rows)
+    cells = {n: max([len(n)] + [len(v.get(n, "")) for _, v in rows]) for n in names}
+    print(
+        f"| {'measurement'.ljust(width)} | " + " | ".join(n.ljust(cells[n]) for n in names) + " |"
+    )
+    print(f"|{'-' * (width + 2)}|" + "|".join("-" * (cells[n] + 2) for n in names) + "|")
+    for what, values in rows:
+        line = " | ".join(values.get(n, "").ljust(cells[n]) for n in names)
+        print(f"| {what.ljust(width)} | {line} |")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls, for a smoke run")
     parser.add_argument("--old-ref", default="main", help="git ref of the 'before' server")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the servers")
@@ -210,196 +373,23 @@ def main(argv: Optional[List[str]] = None) -> None:
     blocks = 2 if options.quick else 4
     workdir = Path(tempfile.mkdtemp(prefix="rfb"))
     try:
-        paths = prepare(workdir, options.old_ref)
-        names = ["after"] if options.no_before else ["before", "after"]
-        rows = run_all(workdir, paths, names, options.python, calls, blocks, options.quick)
+        old = prepare(workdir, options.old_ref)
+        configs = [] if options.no_before else [Config("before", old, "asyncio")]
+        configs.append(Config("after", str(HERE / "src"), "asyncio"))
+        if importlib.util.find_spec("uvloop") is not None:
+            configs.append(Config("after+uvloop", str(HERE / "src"), "uvloop"))
+        rows = calls_rows(
+            configs, workdir, options.python, calls, blocks, 3 if options.quick else 9
+        )
+        rows += session_rows(
+            configs[-1 if len(configs) < 3 else 1], workdir, options.python, calls, options.quick
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print_table(rows, names)
-
-
-Row = Tuple[str, Dict[str, str]]
-
-
-def run_all(
-    workdir: Path,
-    paths: Dict[str, str],
-    names: List[str],
-    python: str,
-    calls: int,
-    blocks: int,
-    quick: bool,
-) -> List[Row]:
-    env_dir = workdir / "env"
-    rows: List[Row] = []
-    starts: Dict[str, List[float]] = {name: [] for name in names}
-    for round_ in range(3 if quick else 7):
-        for name in names:
-            served = Served(name, paths[name], env_dir, workdir / f"c{name}{round_}.sock", python)
-            starts[name].append(served.cold_start)
-            served.stop()
-    rows.append(
-        (
-            "cold start: spawn -> first 200 /health (median)",
-            {n: f"{statistics.median(v):.3f} s" for n, v in starts.items()},
-        )
+    print(
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
     )
-
-    servers = [
-        Served(name, paths[name], env_dir, workdir / f"{name}.sock", python) for name in names
-    ]
-    try:
-        for served in servers:
-            sequential(served.client, BODY, 200)  # warm-up
-        seq = alternate(servers, blocks, lambda s: sequential(s.client, BODY, calls // blocks))
-        rows.append(
-            (
-                "sequential async call, median",
-                {n: us(statistics.median(flat(v))) for n, v in seq.items()},
-            )
-        )
-        rows.append(
-            (
-                "sequential async call, p99",
-                {n: us(percentile(flat(v), 0.99)) for n, v in seq.items()},
-            )
-        )
-        sync = alternate(
-            servers, blocks, lambda s: sequential(s.client, SYNC_BODY, calls // blocks)
-        )
-        rows.append(
-            (
-                "sequential sync call (worker thread), median",
-                {n: us(statistics.median(flat(v))) for n, v in sync.items()},
-            )
-        )
-        rows.append(
-            (
-                "sequential sync call, p99",
-                {n: us(percentile(flat(v), 0.99)) for n, v in sync.items()},
-            )
-        )
-        wide = alternate(
-            servers,
-            blocks,
-            lambda s: asyncio.run(in_flight(s.endpoint, [BODY], 4 * calls // blocks, 64)),
-        )
-        rows.append(
-            (
-                "64 calls in flight: calls/s",
-                {n: f"{sum(r for r, _ in v) / len(v):,.0f}/s" for n, v in wide.items()},
-            )
-        )
-        rows.append(
-            (
-                "64 in flight: p50 / p99 latency",
-                {
-                    n: f"{ms(statistics.median(flat([l for _, l in v])))} / {ms(percentile(flat([l for _, l in v]), 0.99))}"
-                    for n, v in wide.items()
-                },
-            )
-        )
-        wide_sync = alternate(
-            servers,
-            blocks,
-            lambda s: asyncio.run(in_flight(s.endpoint, [SYNC_BODY], 4 * calls // blocks, 64)),
-        )
-        rows.append(
-            (
-                "64 sync calls in flight: calls/s",
-                {n: f"{sum(r for r, _ in v) / len(v):,.0f}/s" for n, v in wide_sync.items()},
-            )
-        )
-        rows.append(
-            (
-                "server RSS after the runs",
-                {s.name: f"{s.rss_kib() / 1024:.1f} MiB" for s in servers},
-            )
-        )
-        after = servers[-1]
-        if after.name == "after":
-            rows += sessions_rows(after, workdir, paths["after"], python, calls, quick)
-    finally:
-        for served in servers:
-            served.stop()
-    return rows
-
-
-def sessions_rows(
-    served: Served, workdir: Path, path: str, python: str, calls: int, quick: bool
-) -> List[Row]:
-    """Sessions, measured on the new server only (the old one has none)."""
-    client = served.client
-    rows: List[Row] = []
-    first: List[float] = []
-    for i in range(200 if quick else 1000):
-        started = time.perf_counter()
-        opened = client.post("/sessions", json.dumps({"kwargs": {"seed": i}}).encode(), None)
-        session = opened.json()["session"]
-        response = client.post("/call", encode_session_call(session), None)
-        first.append(time.perf_counter() - started)
-        assert response.status_code == 200, response.content
-        client.request("DELETE", f"/sessions/{session}", None, 10)
-    rows.append(
-        (
-            "open session -> first result, p50 / p99",
-            {"after": f"{ms(statistics.median(first))} / {ms(percentile(first, 0.99))}"},
-        )
-    )
-
-    before_rss = served.rss_kib()
-    many = 1000
-    ids = []
-    started = time.perf_counter()
-    for i in range(many):
-        ids.append(
-            client.post("/sessions", json.dumps({"kwargs": {"seed": i}}).encode(), None).json()[
-                "session"
-            ]
-        )
-    opened_in = time.perf_counter() - started
-    after_rss = served.rss_kib()
-    answers = [client.post("/call", encode_session_call(s), None).status_code for s in ids]
-    assert answers == [200] * many, set(answers)
-    listed = len(client.get("/sessions").json()["sessions"])
-    rows.append(
-        (
-            f"{many} sessions open at once: open time / all answering",
-            {"after": f"{opened_in:.2f} s / {listed} listed, {answers.count(200)} answered"},
-        )
-    )
-    rows.append(
-        (
-            "memory per idle session (RSS delta / 1000)",
-            {"after": f"{(after_rss - before_rss) / many:.1f} KiB"},
-        )
-    )
-    bodies = [encode_session_call(s) for s in ids[:256]]
-    spread = asyncio.run(in_flight(served.endpoint, bodies, 4 * calls, 256))
-    one = asyncio.run(in_flight(served.endpoint, [encode_session_call(ids[0])], 4 * calls, 256))
-    plain = asyncio.run(in_flight(served.endpoint, [BODY], 4 * calls, 256))
-    rows.append(
-        (
-            "256 in flight: 256 sessions / one session / no session",
-            {"after": f"{spread[0]:,.0f}/s / {one[0]:,.0f}/s / {plain[0]:,.0f}/s"},
-        )
-    )
-    for session in ids:
-        client.request("DELETE", f"/sessions/{session}", None, 10)
-    return rows
-
-
-def encode_session_call(session: str) -> bytes:
-    return json.dumps({"method": "echo", "args": [1], "session": session}).encode()
-
-
-def print_table(rows: List[Row], names: List[str]) -> None:
-    width = max(len(what) for what, _ in rows)
-    header = f"| {'measurement'.ljust(width)} | " + " | ".join(names) + " |"
-    print(header)
-    print("|" + "-" * (width + 2) + "|" + "|".join("-" * (len(n) + 2) for n in names) + "|")
-    for what, values in rows:
-        print(f"| {what.ljust(width)} | " + " | ".join(values.get(n, "") for n in names) + " |")
+    print_table(rows, [c.name for c in configs])
 
 
 if __name__ == "__main__":

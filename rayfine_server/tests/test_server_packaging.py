@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,8 @@ def test_pyproject_declares_no_dependencies():
 @pytest.mark.skipif(sys.version_info < (3, 10), reason="sys.stdlib_module_names is new in 3.10")
 @pytest.mark.parametrize("path", sorted([*rayfine_server.PACKAGE_DIR.glob("*.py"), START_SCRIPT]))
 def test_server_imports_only_the_standard_library(path):
-    allowed = set(sys.stdlib_module_names) | {"rayfine_server"}
+    # uvloop is optional: used when the image happens to have it (RAYFINE_LOOP=asyncio: never).
+    allowed = set(sys.stdlib_module_names) | {"rayfine_server", "uvloop"}
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -79,6 +81,9 @@ ENV = """
 
     def refuse():
         return {1: "a"}
+
+    async def loop():
+        return type(asyncio.get_running_loop()).__module__
 """
 
 CLIENT = r"""
@@ -106,6 +111,7 @@ print(json.dumps([
     request("POST", "/call", {"method": "astep"}),
     request("POST", "/call", {"method": "refuse"})[1]["error"]["kind"],
     request("POST", "/sessions", {"args": [10]})[0],
+    request("POST", "/call", {"method": "loop"})[1]["result"].split(".")[0],
 ]))
 """
 
@@ -114,7 +120,17 @@ print(json.dumps([
 def test_runs_on_every_supported_python(python, short_dir, write_env):
     if python is None:
         pytest.skip("this Python version is not installed under /root/.pyenv")
-    env_dir = write_env(ENV)
+    exercise(str(python), short_dir, write_env(ENV), "auto")
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_runs_on_either_event_loop(loop, short_dir, write_env):
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    exercise(sys.executable, short_dir, write_env(ENV), loop)
+
+
+def exercise(python: str, short_dir: Path, env_dir: Path, loop: str) -> None:
     sock = short_dir / "s.sock"
     environ = {
         "PATH": os.environ.get("PATH", "/usr/bin"),
@@ -122,21 +138,24 @@ def test_runs_on_every_supported_python(python, short_dir, write_env):
         "RAYFINE_ENV_DIR": str(env_dir),
         "RAYFINE_UDS": str(sock),
         "RAYFINE_TOKEN": TOKEN,
+        "RAYFINE_LOOP": loop,
     }
-    server = subprocess.Popen([str(python), str(START_SCRIPT)], env=environ, stderr=subprocess.PIPE)
+    server = subprocess.Popen([python, str(START_SCRIPT)], env=environ, stderr=subprocess.PIPE)
     try:
         client = short_dir / "client.py"
         client.write_text(textwrap.dedent(CLIENT))
         for _ in range(200):
             if sock.exists() or server.poll() is not None:
                 break
-            subprocess.run(["sleep", "0.02"])
+            time.sleep(0.02)
         result = subprocess.run(
-            [str(python), str(client), str(sock), TOKEN], capture_output=True, text=True, timeout=30
+            [python, str(client), str(sock), TOKEN], capture_output=True, text=True, timeout=30
         )
         assert result.returncode == 0, result.stderr
+        loop_module = "uvloop" if loop == "uvloop" else "asyncio"
         assert result.stdout.strip() == (
-            '[200, [200, {"result": 2}], [200, {"result": 3}], "not_serializable", 201]'
+            '[200, [200, {"result": 2}], [200, {"result": 3}], "not_serializable", 201, '
+            f'"{loop_module}"]'
         )
     finally:
         server.terminate()

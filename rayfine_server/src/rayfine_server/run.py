@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import signal
-from typing import Tuple
+from typing import Any, Callable, Coroutine, Tuple
 
 from .app import FunctionApp, ServedEnv
 from .config import ServerConfig
@@ -53,10 +54,41 @@ def _run(config: ServerConfig, app: App) -> int:
         return await Server(config, app).serve(stop)
 
     try:
-        return asyncio.run(serve())
+        return _run_loop(_loop_factory(), serve())
     finally:
         # Already on the way out: a repeated SIGTERM must not turn exit code 0 into -15.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop when it is importable (and not turned off with RAYFINE_LOOP=asyncio)."""
+    if os.environ.get("RAYFINE_LOOP", "auto") == "asyncio":
+        return asyncio.new_event_loop
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
+
+
+def _run_loop(
+    factory: Callable[[], asyncio.AbstractEventLoop], main: Coroutine[Any, Any, int]
+) -> int:
+    """``asyncio.run(main)`` on a loop from ``factory`` (``loop_factory`` is new in 3.12)."""
+    loop = factory()
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in tasks:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 def _resolve(stop: "asyncio.Future[int]", code: int) -> None:
