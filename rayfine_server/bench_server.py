@@ -262,7 +262,9 @@ def calls_rows(
             (SYNC_BODY, "64 sync calls in flight"),
         ):
             runs = alternate(
-                servers, blocks, lambda s: asyncio.run(in_flight(s.endpoint, [body], 4 * per, 64))
+                servers,
+                blocks,
+                lambda s, body=body: asyncio.run(in_flight(s.endpoint, [body], 4 * per, 64)),
             )
             rows += rate_rows(what, runs)
         rows.append(
@@ -386,9 +388,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(
-        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
-    )
+    load = os.getloadavg()[0]
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f}")
     print_table(rows, [c.name for c in configs])
 
 

@@ -36,7 +36,7 @@ ENV = """
             with open("/proc/self/environ", "rb") as own:
                 mine = own.read().decode("latin-1")
             child = subprocess.run(
-                [sys.executable, "-c", f"print(open('/proc/{os.getpid()}/environ','rb').read().decode('latin-1'))"],
+                [sys.executable, "-c", f"print(open('/proc/{os.getpid()}/environ','rb').read())"],
                 capture_output=True, text=True,
             ).stdout
             return [mine, child, dict(os.environ), TOKEN_FILE_AT_IMPORT]

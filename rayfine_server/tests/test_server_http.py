@@ -96,7 +96,8 @@ def test_expect_100_continue_refused_early_when_too_large(serve):
         ),
         (b"POST /call HTTP/1.1\r\nhost: x\r\ncontent-length: 5, 5\r\n", "Content-Length must be"),
         (
-            b"POST /call HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n",
+            b"POST /call HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n"
+            b"transfer-encoding: chunked\r\n",
             "ambiguous",
         ),
         (b"POST /call HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip, chunked\r\n", "Unsupported"),

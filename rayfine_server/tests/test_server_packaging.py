@@ -92,13 +92,15 @@ path, token = sys.argv[1], sys.argv[2]
 
 def request(method, target, body=None):
     data = json.dumps(body).encode() if body is not None else b""
-    head = f"{method} {target} HTTP/1.1\r\nhost: x\r\nx-rayfine-token: {token}\r\ncontent-length: {len(data)}\r\n\r\n"
+    head = f"{method} {target} HTTP/1.1\r\nhost: x\r\nx-rayfine-token: {token}\r\n"
+    head += f"content-length: {len(data)}\r\n\r\n"
     sock.sendall(head.encode() + data)
     buf = b""
     while b"\r\n\r\n" not in buf:
         buf += sock.recv(65536)
     head, _, rest = buf.partition(b"\r\n\r\n")
-    length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
+    fields = dict(line.lower().split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    length = int(fields[b"content-length"])
     while len(rest) < length:
         rest += sock.recv(65536)
     return int(head.split()[1]), json.loads(rest)

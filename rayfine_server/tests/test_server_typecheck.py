@@ -39,7 +39,8 @@ ENV = """
     def either(x: Union[int, str], y: Optional[list[int]] = None) -> Any:
         return x
 
-    def shapes(pair: Tuple[int, str], many: tuple[float, ...] = (), table: dict[str, list[int]] = {}):
+    def shapes(pair: Tuple[int, str], many: tuple[float, ...] = (), table: dict[str, list[int]] = {}
+    ):
         return pair
 
     def loose(a: Any, b: "Unknowable", c: object, d: UserId = 0, e: Annotated[int, "meta"] = 0):

@@ -50,7 +50,8 @@ def _read_token_file(path: str) -> str:
         os.unlink(path)
     except OSError as exc:
         if exc.errno not in _CANNOT_UNLINK:
-            raise TokenError(f"RAYFINE_TOKEN_FILE={path}: cannot remove it: {exc.strerror}")
+            message = f"RAYFINE_TOKEN_FILE={path}: cannot remove it: {exc.strerror}"
+            raise TokenError(message) from None
     if not token:
         raise TokenError(f"RAYFINE_TOKEN_FILE={path} is empty")
     return token

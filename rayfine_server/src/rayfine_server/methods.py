@@ -70,10 +70,8 @@ def discover_methods(module: ModuleType, actor_class: Optional[type]) -> Dict[st
 
 def constructor(actor_class: type) -> Method:
     """``Actor(...)`` described as a method, to check session arguments against ``__init__``."""
-    if (
-        getattr(actor_class, "__init__") is object.__init__
-        and actor_class.__new__ is object.__new__
-    ):
+    init = getattr(actor_class, "__init__")  # noqa: B009 - mypy refuses cls.__init__
+    if init is object.__init__ and actor_class.__new__ is object.__new__:
         signature = inspect.Signature([])  # inspect cannot always tell on Python 3.9
         return Method(
             "Actor", ACTOR, False, signature, "()", inspect.getdoc(actor_class), None, (), False

@@ -73,6 +73,7 @@ class Server:
         self._check = TokenCheck(config.token)
         self._refusals = RefusalLog()
         self._acceptor: Optional[Acceptor] = None
+        self.handle = app.handle  # the connection's Host.handle, without a hop through here
 
     # --- admission ---------------------------------------------------------------------
 
@@ -117,9 +118,6 @@ class Server:
 
     def refused(self, what: str, peer: str) -> None:
         self._refusals.note(what, peer)
-
-    async def handle(self, request: Request) -> Union[Response, StreamResponse]:
-        return await self._app.handle(request)
 
     # --- running ----------------------------------------------------------------------------
 
