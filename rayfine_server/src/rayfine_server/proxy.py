@@ -13,12 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator, Awaitable, Callable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from .app_process import AppProcess
 from .config import ServerConfig
 from .errors import APP_STARTING, ENV_LOAD_FAILED, INTERNAL_ERROR, CallError
-from .httpparse import MAX_HEAD_BYTES, ChunkedDecoder, HttpError, parse_response_head
+from .httpparse import MAX_HEAD_BYTES, HttpError, parse_response_head
+from .proxy_bodies import (
+    DROPPED,
+    Streams,
+    Tunnel,
+    dechunked,
+    encode_fields,
+    fixed_length,
+    header_value,
+    length_header,
+    rechunked,
+    relay,
+    response_framing,
+    until_close,
+)
 from .request import Request
 from .responses import Response, StreamResponse, status_line
 
@@ -29,27 +43,6 @@ EXIT_DELAY = 1.0
 STOP_GRACE = 5.0
 """Seconds the app gets to exit after SIGTERM before it is killed."""
 _MAX_IDLE = 32
-_READ = 64 * 1024
-# Hop-by-hop headers, and those this proxy sets itself or must not pass on.
-_DROPPED = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authorization",
-        "proxy-authenticate",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "expect",
-        "host",
-        "content-length",
-        "x-rayfine-token",
-    }
-)
-
-Streams = Tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class ProxyApp:
@@ -171,33 +164,35 @@ class ProxyApp:
         while 100 <= status < 200 and status != 101:  # 100 Continue, 103 Early Hints
             status, fields = await _read_head(reader)
         if status == 101 and upgrade:
-            response_head = status_line(status) + _encode(fields, keep=("upgrade", "connection"))
-            return StreamResponse(response_head, None, close=True, tunnel=_Tunnel(streams))
-        length, chunked = _response_framing(head.method, status, fields)
-        closes = "close" in _value(fields, "connection").lower()
-        response_head = status_line(status) + _encode(fields)
+            response_head = status_line(status) + encode_fields(
+                fields, keep=("upgrade", "connection")
+            )
+            return StreamResponse(response_head, None, close=True, tunnel=Tunnel(streams))
+        length, chunked = response_framing(head.method, status, fields)
+        closes = "close" in header_value(fields, "connection").lower()
+        response_head = status_line(status) + encode_fields(fields)
         if length == 0:
             self._release(streams, not closes)
-            return StreamResponse(response_head + _length_header(head.method, fields, 0), None)
+            return StreamResponse(response_head + length_header(head.method, fields, 0), None)
         if length is not None:
-            body = _fixed(reader, length)
+            body = fixed_length(reader, length)
             response_head += b"content-length: %d\r\n" % length
         elif head.version == "1.0":  # cannot be chunked: the end is the close
-            return StreamResponse(response_head, _relay(streams, _until_close(reader), None), True)
+            return StreamResponse(response_head, relay(streams, until_close(reader), None), True)
         else:  # re-framed as chunked, so the client's connection survives the response
-            body = _chunked(reader) if chunked else _until_close(reader)
+            body = dechunked(reader) if chunked else until_close(reader)
             response_head += b"transfer-encoding: chunked\r\n"
-            body = _rechunk(body)
+            body = rechunked(body)
         reusable = not closes and (length is not None or chunked)
         return StreamResponse(
-            response_head, _relay(streams, body, self._release if reusable else None)
+            response_head, relay(streams, body, self._release if reusable else None)
         )
 
     def _request_head(self, request: Request, upgrade: bool) -> bytes:
         head = request.head
         lines = [f"{head.method} {head.target} HTTP/1.1", f"host: {self._authority}"]
         for name, value in head.fields:
-            if name in _DROPPED or (name == "authorization" and self._is_our_token(value)):
+            if name in DROPPED or (name == "authorization" and self._is_our_token(value)):
                 continue
             lines.append(f"{name}: {value}")
         if upgrade:
@@ -245,115 +240,3 @@ async def _read_head(reader: asyncio.StreamReader) -> Tuple[int, List[Tuple[str,
 def _wants_upgrade(request: Request) -> bool:
     headers = request.head.headers
     return "upgrade" in headers and "upgrade" in headers.get("connection", "").lower()
-
-
-def _value(fields: List[Tuple[str, str]], name: str) -> str:
-    return ", ".join(value for key, value in fields if key == name)
-
-
-def _encode(fields: List[Tuple[str, str]], keep: Tuple[str, ...] = ()) -> bytes:
-    return b"".join(
-        f"{name}: {value}\r\n".encode("latin-1")
-        for name, value in fields
-        if name not in _DROPPED or name in keep
-    )
-
-
-def _response_framing(
-    method: str, status: int, fields: List[Tuple[str, str]]
-) -> Tuple[Optional[int], bool]:
-    """``(length, chunked)``: length 0 for no body, ``None`` for chunked or until close."""
-    if method == "HEAD" or status in (204, 304) or status < 200:
-        return 0, False
-    if "chunked" in _value(fields, "transfer-encoding").lower():
-        return None, True
-    declared = _value(fields, "content-length")
-    if declared:
-        if not declared.isdigit():
-            raise HttpError(502, f"The app sent a bad Content-Length {declared[:40]!r}")
-        return int(declared), False
-    return None, False
-
-
-def _length_header(method: str, fields: List[Tuple[str, str]], length: int) -> bytes:
-    """For bodiless answers: HEAD keeps the app's declared length; others say 0."""
-    declared = _value(fields, "content-length")
-    if method == "HEAD" and declared.isdigit():
-        return b"content-length: %s\r\n" % declared.encode()
-    return b"content-length: %d\r\n" % length
-
-
-async def _fixed(reader: asyncio.StreamReader, length: int) -> AsyncIterator[bytes]:
-    remaining = length
-    while remaining:
-        data = await reader.read(min(_READ, remaining))
-        if not data:
-            raise ConnectionResetError("the app closed the connection mid-body")
-        remaining -= len(data)
-        yield data
-
-
-async def _chunked(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
-    decoder = ChunkedDecoder(2**62)
-    buffer = bytearray()
-    while not decoder.done:
-        data = await reader.read(_READ)
-        if not data:
-            raise ConnectionResetError("the app closed the connection mid-body")
-        buffer += data
-        for piece in decoder.feed(buffer):
-            yield piece
-
-
-async def _until_close(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
-    while True:
-        data = await reader.read(_READ)
-        if not data:
-            return
-        yield data
-
-
-async def _rechunk(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    async for piece in pieces:
-        if piece:  # an empty chunk would end the body
-            yield b"%x\r\n%s\r\n" % (len(piece), piece)
-    yield b"0\r\n\r\n"
-
-
-async def _relay(
-    streams: Streams,
-    body: AsyncIterator[bytes],
-    release: Optional[Callable[[Streams, bool], None]],
-) -> AsyncIterator[bytes]:
-    """``body``, then the upstream connection back to the pool (or closed)."""
-    complete = False
-    try:
-        async for piece in body:
-            yield piece
-        complete = True
-    finally:
-        if release is not None:
-            release(streams, complete)
-        else:
-            streams[1].close()
-
-
-class _Tunnel:
-    """The client's connection and the app's, joined after ``101 Switching Protocols``."""
-
-    def __init__(self, streams: Streams) -> None:
-        self._reader, self._writer = streams
-
-    def send(self, data: bytes) -> None:
-        if not self._writer.is_closing():
-            self._writer.write(data)
-
-    async def pump(self, write: Callable[[bytes], Awaitable[None]]) -> None:
-        while True:
-            data = await self._reader.read(_READ)
-            if not data:
-                return
-            await write(data)
-
-    def close(self) -> None:
-        self._writer.close()
