@@ -177,8 +177,7 @@ class HttpConnection(asyncio.Protocol):
             body.feed(self._buffer)
         except HttpError as exc:
             body.fail(exc)
-            kind = TOO_LARGE if exc.status == 413 else BAD_REQUEST
-            self._refuse(exc.status, kind, exc.message)
+            self._refuse(exc.status, _kind_of(exc.status), exc.message)
             return False
         if body.complete:
             self.deadline = None
@@ -210,8 +209,8 @@ class HttpConnection(asyncio.Protocol):
             message = "The server is shutting down (SIGTERM); the call was cancelled"
             response = CallError(OVERLOADED, message).to_response()
             response.close = True
-        except HttpError as exc:  # the body could not be read
-            kind = TOO_LARGE if exc.status == 413 else BAD_REQUEST
+        except HttpError as exc:  # the body could not be read, or (proxy) the app misbehaved
+            kind = _kind_of(exc.status)
             response = CallError(kind, exc.message, status=exc.status).to_response()
             response.close = True
         except CallError as exc:
@@ -367,3 +366,10 @@ class HttpConnection(asyncio.Protocol):
             self._close()
             return True
         return False
+
+
+def _kind_of(status: int) -> str:
+    """The error kind for an :class:`HttpError`'s status."""
+    if status == 413:
+        return TOO_LARGE
+    return INTERNAL_ERROR if status >= 500 else BAD_REQUEST
