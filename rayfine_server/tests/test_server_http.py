@@ -7,7 +7,7 @@ import socket
 import time
 
 import pytest
-from server_helpers import TOKEN, raw, request_bytes
+from server_helpers import TOKEN, error_of, raw, request_bytes
 
 ENV = """
     def echo(x=None):
@@ -240,6 +240,17 @@ def test_declared_oversized_body_is_refused_before_it_is_sent(serve):
         sock.sendall(request_bytes("POST", "/call")[:-2] + b"content-length: 60000000\r\n\r\n")
         answer = sock.recv(1000)
     assert answer.startswith(b"HTTP/1.1 413") and b"RAYFINE_MAX_BODY_BYTES" in answer
+
+
+def test_a_client_that_sends_its_whole_body_first_still_gets_the_refusal(serve):
+    """Clients that write the whole request before reading (most do, Rayfine's included)
+    must see 413 (or 401), not a reset connection."""
+    server = serve(ENV, max_body=1000)
+    client = server.client()
+    response = client.post("/call", content=b"x" * (8 * 1024 * 1024))
+    assert response.status_code == 413 and error_of(response)["kind"] == "too_large"
+    response = server.client(token="wrong").post("/call", content=b"x" * (8 * 1024 * 1024))
+    assert response.status_code == 401
 
 
 def test_unauthenticated_and_malformed_requests_read_no_body(sock_path):

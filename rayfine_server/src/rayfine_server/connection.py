@@ -24,9 +24,12 @@ AnyResponse = Union[Response, StreamResponse]
 _IDLE, _HEAD, _BUSY, _TUNNEL, _LINGER, _CLOSED = range(6)
 _PIPELINE_LIMIT = 2 * MAX_HEAD_BYTES
 LINGER_SECONDS = 2.0
-"""After refusing a request, unread input is drained this long before closing: closing a
-socket with unread input resets it, and the client would lose the refusal."""
+"""After refusing a request, input is read and dropped until the client closes, or until it
+sends nothing for this long: closing a socket with unread input resets it, and a client
+that sends its whole body before reading would lose the refusal."""
 _LINGER_BYTES = 1024 * 1024
+"""Dropped at most after a refusal, beyond the body the client declared."""
+_LINGER_MAX = 1024 * 1024 * 1024
 
 
 class Host(Protocol):
@@ -62,7 +65,7 @@ class HttpConnection(asyncio.Protocol):
         self._state = _IDLE
         self._request: Optional[Request] = None
         self._reading_paused = False
-        self._lingered = 0
+        self._linger_left = 0
         self._tunnel: Optional[Tunnel] = None
         self._writable: Optional[asyncio.Future[None]] = None
         self.peer = "unix"
@@ -144,14 +147,14 @@ class HttpConnection(asyncio.Protocol):
         host = self._host
         if not host.authorized(head):
             # Refused before reading the body, and deliberately vague.
-            self._refuse(401, UNAUTHORIZED, "Missing or wrong token")
+            self._refuse(401, UNAUTHORIZED, "Missing or wrong token", head.content_length)
             return
         if head.content_length is not None and head.content_length > host.max_body:
             message = (
                 f"Request body of {head.content_length} bytes exceeds the limit of"
                 f" {host.max_body} bytes (RAYFINE_MAX_BODY_BYTES)"
             )
-            self._refuse(413, TOO_LARGE, message)
+            self._refuse(413, TOO_LARGE, message, head.content_length)
             return
         if head.expect_continue and head.has_body and self._transport is not None:
             self._transport.write(CONTINUE)
@@ -305,8 +308,12 @@ class HttpConnection(asyncio.Protocol):
         if self._buffer:
             self._read_head()
 
-    def _refuse(self, status: int, kind: str, message: str) -> None:
-        """Answer a request that will not be read any further, then close, lingering."""
+    def _refuse(self, status: int, kind: str, message: str, declared: Optional[int] = None) -> None:
+        """Answer a request that will not be read any further, then close, lingering.
+
+        :param declared: the body length the client announced, which it may send
+            before it reads the answer: that much is dropped too (up to 1 GiB).
+        """
         self._host.refused(kind, self.peer)
         response = CallError(kind, message, status=status).to_response()
         transport = self._transport
@@ -321,15 +328,17 @@ class HttpConnection(asyncio.Protocol):
             return
         transport.write_eof()
         self._state = _LINGER
-        self._lingered = 0
+        self._linger_left = min(_LINGER_MAX, (declared or 0) + _LINGER_BYTES)
         self.deadline = self._loop.time() + LINGER_SECONDS
         if self._reading_paused:
             self.resume_reading()
 
     def _drain(self, size: int) -> None:
-        self._lingered += size
-        if self._lingered > _LINGER_BYTES:
+        self._linger_left -= size
+        if self._linger_left < 0:
             self._close()
+        else:
+            self.deadline = self._loop.time() + LINGER_SECONDS
 
     def _close(self) -> None:
         self._state = _CLOSED
