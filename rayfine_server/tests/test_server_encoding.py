@@ -11,7 +11,7 @@ import pathlib
 
 import pytest
 from rayfine_server.encoding import NotSerializableError, encode_json
-from rayfine_server.jsondepth import MAX_DEPTH, exceeds_depth
+from rayfine_server.jsonlimits import MAX_DEPTH, exceeds_depth, items, structure
 
 
 class Level(enum.IntEnum):
@@ -125,3 +125,16 @@ def test_cycles_are_refused():
     loop.append(loop)
     with pytest.raises(NotSerializableError, match="Circular"):
         encode_json(loop)
+
+
+def test_structure_outside_strings():
+    text = rb'{"a,b": [1, "x\"],{:", {"k": "\\"}], "c": 2}'
+    assert structure(text) == b"{:[,,{:}],:}"
+    assert structure(b'["' + b"," * 3_000_000 + b'", 1]') == b"[,]"  # strings across windows
+
+
+def test_items_counts_values_outside_strings():
+    assert items(b"[1,2,3]", 100) == 3
+    assert items(b'["a,b,c,d", {"k": 1}]', 1) == 4  # [ , { :
+    many = b"[" + b'{"k":1},' * 100_000 + b"{}]"
+    assert items(many, 1000) == 1 + 100_001 + 100_000 + 100_000

@@ -174,6 +174,15 @@ def test_oversized_body_is_413_too_large(serve):
     assert call(server.client(), "ok").json() == {"result": "ok"}
 
 
+def test_bodies_of_too_many_tiny_values_are_refused(serve):
+    client = serve(ENV, max_body=1600).client()  # one value per 16 bytes: 100
+    response = client.post("/call", json={"method": "ok", "args": [list(range(150))]})
+    assert response.status_code == 400
+    assert "more than 100" in error_of(response)["message"]
+    response = client.post("/call", json={"method": "fails", "args": ["," * 1000]})
+    assert error_of(response)["kind"] == "remote_exception"  # commas in strings do not count
+
+
 def test_unknown_routes_and_verbs_use_the_error_shape(shared_client):
     client = shared_client(ENV)
     response = client.get("/nope")
@@ -192,7 +201,7 @@ def test_unknown_routes_and_verbs_use_the_error_shape(shared_client):
 def test_internal_errors_are_reported_and_survived(make_client, monkeypatch):
     client = make_client(ENV)
 
-    def broken(value):
+    def broken(value, max_items):
         raise RuntimeError("parser bug")
 
     monkeypatch.setattr("rayfine_server.app.parse_call_request", broken)

@@ -35,6 +35,8 @@ from .sessions import SessionManager
 from .workers import ThreadWaitTimeout, WorkerPool
 
 ENV_TYPE = "function_based"
+ITEMS_PER_BYTE = 16
+"""A request body may hold one JSON value per this many bytes of RAYFINE_MAX_BODY_BYTES."""
 ROUTES = (
     "GET /health, GET /methods, POST /call, POST /sessions, GET /sessions,"
     " GET /sessions/<id>, DELETE /sessions/<id>"
@@ -53,6 +55,7 @@ class ServedEnv:
 
     def __init__(self, env: LoadedEnv, pool: WorkerPool, config: ServerConfig) -> None:
         self.env = env
+        self.max_body = config.max_body
         self.default: Optional[DefaultActor] = None
         self.sessions: Optional[SessionManager] = None
         self.max_sessions = 0
@@ -112,6 +115,7 @@ class FunctionApp:
         self._watcher: Optional[Watcher] = None
         self._reloading: Optional[asyncio.Future] = None
         self._changed_again = False
+        self._max_items = served.max_body // ITEMS_PER_BYTE
 
     def start(self, stop: "asyncio.Future[int]") -> None:
         """Called on the event loop before the first request: eager construction, reload."""
@@ -176,7 +180,7 @@ class FunctionApp:
         if path == "/call":
             _allow(path, verb, "POST")
             _loaded(served)
-            call = parse_call_request(await request.body.read())
+            call = parse_call_request(await request.body.read(), self._max_items)
             return Response(200, await served.dispatcher.call(request, call))
         if path == "/health":
             _allow(path, verb, "GET")
@@ -237,7 +241,7 @@ class FunctionApp:
 
     async def _open_session(self, served: ServedEnv, body: bytearray) -> Response:
         sessions = _sessions(served)
-        wanted = parse_session_request(body)
+        wanted = parse_session_request(body, self._max_items)
         assert served.env.constructor is not None  # an env with sessions has an Actor
         check_arguments(served.env.constructor, wanted.args, wanted.kwargs)
         try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
 
 from .errors import BAD_REQUEST, CallError
-from .jsondepth import MAX_DEPTH, exceeds_depth
+from .jsonlimits import MAX_DEPTH, exceeds_depth, items
 
 _CALL_FIELDS = ("method", "args", "kwargs", "timeout", "session")
 _SESSION_FIELDS = ("args", "kwargs", "timeout", "idle_timeout")
@@ -48,16 +48,24 @@ class SessionRequest:
     idle_timeout: Optional[float] = None
 
 
-def decode_json(body: Union[bytes, bytearray]) -> Any:
+def decode_json(body: Union[bytes, bytearray], max_items: int) -> Any:
     """``json.loads`` that refuses, as ``bad_request``, what would hurt the server.
 
-    Nesting deeper than :data:`MAX_DEPTH` is refused before parsing (a deep
-    document would otherwise exhaust the recursion limit), and so are integers
-    longer than 4,300 digits on interpreters without that limit built in
-    (converting them takes quadratic time).
+    Refused before parsing: nesting deeper than :data:`MAX_DEPTH` (it would
+    exhaust the recursion limit) and more than ``max_items`` values (tiny
+    values take many times their size in memory once parsed).  Integers
+    longer than 4,300 digits are refused too, on interpreters without that
+    limit built in (converting them takes quadratic time).
     """
     if exceeds_depth(body):
         raise _bad(f"Request body nests arrays/objects deeper than {MAX_DEPTH} levels")
+    count = items(body, max_items)
+    if count > max_items:
+        raise _bad(
+            f"Request body holds about {count} JSON values, more than {max_items}"
+            " (RAYFINE_MAX_BODY_BYTES / 16): parsed, they would take many times its size in"
+            " memory. Send large arrays as text (e.g. base64) or split the call"
+        )
     try:
         if _NEEDS_INT_GUARD:
             return json.loads(body, parse_int=_bounded_int)
@@ -66,12 +74,12 @@ def decode_json(body: Union[bytes, bytearray]) -> Any:
         raise _bad(f"Request body is not valid JSON: {exc}") from None
 
 
-def parse_call_request(body: Union[bytes, bytearray]) -> CallRequest:
-    """Decode and check a ``POST /call`` body.
+def parse_call_request(body: Union[bytes, bytearray], max_items: int) -> CallRequest:
+    """Decode and check a ``POST /call`` body (see :func:`decode_json` for ``max_items``).
 
     :raises CallError: ``bad_request`` naming the first problem found.
     """
-    payload = _object(decode_json(body), _CALL_FIELDS)
+    payload = _object(decode_json(body, max_items), _CALL_FIELDS)
     method = payload.get("method")
     if not isinstance(method, str) or not method:
         raise _bad(f"'method' must be a non-empty string, got {json_type(method)}")
@@ -87,9 +95,9 @@ def parse_call_request(body: Union[bytes, bytearray]) -> CallRequest:
     )
 
 
-def parse_session_request(body: Union[bytes, bytearray]) -> SessionRequest:
+def parse_session_request(body: Union[bytes, bytearray], max_items: int) -> SessionRequest:
     """Decode and check a ``POST /sessions`` body (an empty body means no arguments)."""
-    payload = _object(decode_json(body) if body.strip() else {}, _SESSION_FIELDS)
+    payload = _object(decode_json(body, max_items) if body.strip() else {}, _SESSION_FIELDS)
     return SessionRequest(
         _args(payload),
         _kwargs(payload),

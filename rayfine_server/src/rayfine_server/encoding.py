@@ -20,7 +20,7 @@ import sys
 from itertools import chain, compress
 from typing import Any, List
 
-from .jsondepth import MAX_DEPTH, exceeds_depth
+from .jsonlimits import MAX_DEPTH, exceeds_depth
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _DICT = frozenset({dict})
