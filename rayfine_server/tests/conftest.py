@@ -1,22 +1,24 @@
-"""Fixtures building an in-process server for an env.py written into tmp_path."""
+"""Fixtures running the real server in process (a thread with its own event loop) on a
+Unix socket in a private temporary directory, for an env.py written into tmp_path."""
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
+import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.testclient import TestClient
-from rayfine_server.app import create_app
 from rayfine_server.config import ServerConfig
+from server_helpers import TOKEN, RunningServer
 
 WriteEnv = Callable[..., Path]
-MakeApp = Callable[..., Starlette]
-MakeClient = Callable[..., TestClient]
+Serve = Callable[..., RunningServer]
+MakeClient = Callable[..., httpx.Client]
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +26,7 @@ def isolated_imports(tmp_path: Path) -> Iterator[None]:
     """Give every test a fresh ``env`` module and leave ``sys.path`` as it found it.
 
     Only ``env`` and modules imported from tmp_path are forgotten: dropping
-    anything else (say, half of anyio) would break later tests.
+    anything else would break later tests.
     """
     saved_path = list(sys.path)
     sys.modules.pop("env", None)
@@ -41,8 +43,16 @@ def isolated_imports(tmp_path: Path) -> Iterator[None]:
 
 @pytest.fixture
 def anyio_backend() -> str:
-    """Run ``@pytest.mark.anyio`` tests on asyncio only, like uvicorn does."""
+    """Run ``@pytest.mark.anyio`` tests on asyncio only."""
     return "asyncio"
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory with a short path: Unix socket paths are limited to ~100 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="rf"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -61,34 +71,77 @@ def write_env(tmp_path: Path) -> WriteEnv:
 
 
 @pytest.fixture
-def make_app(write_env: WriteEnv) -> MakeApp:
-    """Build the app serving ``source`` as env.py, next to ``siblings`` (name -> source)."""
+def serve(write_env: WriteEnv, short_dir: Path) -> Iterator[Serve]:
+    """Start a server for ``source`` as env.py; stopped after the test.
 
-    def make(
-        source: str,
-        *,
-        token: Optional[str] = None,
-        max_threads: int = 8,
-        siblings: Optional[Dict[str, str]] = None,
-    ) -> Starlette:
-        env_dir = write_env(source, **(siblings or {}))
-        config = ServerConfig(env_dir=env_dir, token=token, max_threads=max_threads)
-        return create_app(config)
+    Options are ``ServerConfig`` fields (``max_threads=2``, ``eager=True``, ...)
+    plus ``siblings`` (name -> source of modules next to env.py).
+    """
+    running: List[RunningServer] = []
 
-    return make
+    def start(
+        source: Optional[str] = None, *, env_dir: Optional[Path] = None, **options: Any
+    ) -> RunningServer:
+        siblings: Dict[str, str] = options.pop("siblings", None) or {}
+        if env_dir is None:
+            env_dir = write_env(source or "", **siblings)
+        settings: Dict[str, Any] = {"token": TOKEN, "max_threads": 8, **options}
+        sock = short_dir / f"s{len(running)}.sock"
+        config = ServerConfig(env_dir=env_dir, uds=str(sock), **settings)
+        server = RunningServer(config)
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def serve_shared() -> Iterator[Serve]:
+    """Like ``serve``, but one server per test module (for tests that only make calls)."""
+    directory = Path(tempfile.mkdtemp(prefix="rf"))
+    running: List[RunningServer] = []
+
+    def start(source: str, **options: Any) -> RunningServer:
+        env_dir = directory / f"env{len(running)}"
+        env_dir.mkdir()
+        (env_dir / "env.py").write_text(textwrap.dedent(source), encoding="utf-8")
+        settings: Dict[str, Any] = {"token": TOKEN, "max_threads": 8, **options}
+        config = ServerConfig(
+            env_dir=env_dir, uds=str(directory / f"s{len(running)}.sock"), **settings
+        )
+        server = RunningServer(config)
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def shared_client(serve_shared: Serve) -> MakeClient:
+    """An httpx client to the module's one server for ``source`` (started on first use).
+
+    For tests that only make calls and do not look at env.py's module state.
+    """
+    clients: Dict[str, httpx.Client] = {}
+
+    def get(source: str) -> httpx.Client:
+        if source not in clients:
+            clients[source] = serve_shared(source).client()
+        return clients[source]
+
+    return get
 
 
 @pytest.fixture
-def make_client(make_app: MakeApp) -> Iterator[MakeClient]:
-    """A started ``TestClient`` for ``source``; closed after the test."""
-    clients = []
+def make_client(serve: Serve) -> MakeClient:
+    """An httpx client (sending the token) to a server for ``source``."""
 
-    def make(source: str, **options: object) -> TestClient:
-        client = TestClient(make_app(source, **options), raise_server_exceptions=False)
-        client.__enter__()
-        clients.append(client)
-        return client
+    def make(source: str, **options: Any) -> httpx.Client:
+        return serve(source, **options).client()
 
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+    return make

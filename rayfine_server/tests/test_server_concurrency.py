@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 
-import anyio
 import httpx
-import pytest
 from server_helpers import call, error_of
-
-pytestmark = pytest.mark.anyio
 
 ENV = '''
     import asyncio
@@ -79,28 +76,24 @@ ENV = '''
 '''
 
 
-def async_client(app) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://server")
-
-
 async def gather_calls(client: httpx.AsyncClient, bodies: list) -> list:
     """POST every body at once and return the responses in order."""
-    responses: list = [None] * len(bodies)
-
-    async def one(i: int, body: dict) -> None:
-        responses[i] = await client.post("/call", json=body)
-
-    async with anyio.create_task_group() as group:
-        for i, body in enumerate(bodies):
-            group.start_soon(one, i, body)
-    return responses
+    return await asyncio.gather(*(client.post("/call", json=body) for body in bodies))
 
 
-async def test_concurrent_first_calls_construct_the_actor_once(make_app):
-    app = make_app(ENV)
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_concurrent_first_calls_construct_the_actor_once(serve):
+    server = serve(ENV)
     bodies = [{"method": "sync_ping" if i % 2 else "async_ping"} for i in range(12)]
-    async with async_client(app) as client:
-        responses = await gather_calls(client, bodies)
+
+    async def go():
+        async with server.async_client() as client:
+            return await gather_calls(client, bodies)
+
+    responses = run(go())
     assert [r.status_code for r in responses] == [200] * 12
     assert {r.json()["result"] for r in responses} == {"sync", "async"}
     import env
@@ -109,58 +102,64 @@ async def test_concurrent_first_calls_construct_the_actor_once(make_app):
     assert env.INITS[0] != "MainThread"  # constructed off the event loop
 
 
-async def test_async_methods_interleave(make_app):
-    async with async_client(make_app(ENV)) as client:
-        responses = await gather_calls(client, [{"method": "rendezvous", "args": [4]}] * 4)
-    assert [r.json() for r in responses] == [{"result": 4}] * 4
+def test_async_methods_interleave(serve):
+    server = serve(ENV)
+
+    async def go():
+        async with server.async_client() as client:
+            return await gather_calls(client, [{"method": "rendezvous", "args": [4]}] * 4)
+
+    assert [r.json() for r in run(go())] == [{"result": 4}] * 4
 
 
-async def test_sync_methods_run_in_parallel_threads(make_app):
-    async with async_client(make_app(ENV, max_threads=3)) as client:
-        responses = await gather_calls(client, [{"method": "meet_in_threads"}] * 3)
-    assert sorted(r.json()["result"] for r in responses) == [0, 1, 2]
+def test_sync_methods_run_in_parallel_threads(serve):
+    server = serve(ENV, max_threads=3)
+
+    async def go():
+        async with server.async_client() as client:
+            return await gather_calls(client, [{"method": "meet_in_threads"}] * 3)
+
+    assert sorted(r.json()["result"] for r in run(go())) == [0, 1, 2]
 
 
-async def test_async_timeout_cancels_the_method(make_app):
-    async with async_client(make_app(ENV)) as client:
-        started = time.monotonic()
-        response = await client.post(
-            "/call", json={"method": "slow_async", "args": [30], "timeout": 0.2}
-        )
-        assert time.monotonic() - started < 5
+def test_async_timeout_cancels_the_method(make_client):
+    client = make_client(ENV)
+    started = time.monotonic()
+    response = client.post("/call", json={"method": "slow_async", "args": [30], "timeout": 0.2})
+    assert time.monotonic() - started < 5
+    assert response.status_code == 504
+    error = error_of(response)
+    assert (error["kind"], error["type"]) == ("timeout", "TimeoutError")
+    assert "was cancelled" in error["message"]
+    assert sys.modules["env"].CANCELLED == [True]
+    ok = client.post("/call", json={"method": "slow_async", "args": [0], "timeout": 5})
+    assert ok.json() == {"result": "done"}
+
+
+def test_sync_timeout_answers_promptly_and_says_it_runs_on(make_client):
+    client = make_client(ENV)
+    started = time.monotonic()
+    response = client.post("/call", json={"method": "blocked_sync", "timeout": 0.2})
+    elapsed = time.monotonic() - started
+    env = sys.modules["env"]
+    try:
+        assert elapsed < 5
         assert response.status_code == 504
-        error = error_of(response)
-        assert (error["kind"], error["type"]) == ("timeout", "TimeoutError")
-        assert "was cancelled" in error["message"]
-        assert sys.modules["env"].CANCELLED == [True]
-        ok = await client.post("/call", json={"method": "slow_async", "args": [0], "timeout": 5})
-        assert ok.json() == {"result": "done"}
+        message = error_of(response)["message"]
+        assert "interrupted at its next Python instruction" in message
+        quick = client.post("/call", json={"method": "quick"})  # still serving
+        assert quick.json() == {"result": "quick"}
+    finally:
+        env.RELEASE.set()
 
 
-async def test_sync_timeout_answers_promptly_and_says_it_runs_on(make_app):
-    async with async_client(make_app(ENV)) as client:
-        started = time.monotonic()
-        response = await client.post("/call", json={"method": "blocked_sync", "timeout": 0.2})
-        elapsed = time.monotonic() - started
-        env = sys.modules["env"]
-        try:
-            assert elapsed < 5
-            assert response.status_code == 504
-            message = error_of(response)["message"]
-            assert "interrupted at its next Python instruction" in message
-            quick = await client.post("/call", json={"method": "quick"})  # still serving
-            assert quick.json() == {"result": "quick"}
-        finally:
-            env.RELEASE.set()
-
-
-async def test_timeout_while_actor_constructs(make_app):
-    async with async_client(make_app(ENV)) as client:
-        response = await client.post("/call", json={"method": "sync_ping", "timeout": 0.05})
-        assert response.status_code == 504
-        assert "Actor() was still being constructed" in error_of(response)["message"]
-        ok = await client.post("/call", json={"method": "sync_ping"})
-        assert ok.json() == {"result": "sync"}
+def test_timeout_while_actor_constructs(make_client):
+    client = make_client(ENV)
+    response = client.post("/call", json={"method": "sync_ping", "timeout": 0.05})
+    assert response.status_code == 504
+    assert "Actor() was still being constructed" in error_of(response)["message"]
+    ok = client.post("/call", json={"method": "sync_ping"})
+    assert ok.json() == {"result": "sync"}
     import env
 
     assert len(env.INITS) == 1  # the abandoned construction was reused, not repeated
@@ -199,14 +198,14 @@ def test_actor_init_failure_is_reported_then_retried(make_client):
     assert len(env.ATTEMPTS) == 2
 
 
-async def test_sync_timeout_interrupts_python_code(make_app):
-    async with async_client(make_app(ENV)) as client:
-        response = await client.post("/call", json={"method": "spin", "timeout": 0.3})
-        assert response.status_code == 504
-        env = sys.modules["env"]
-        assert env.SPIN_STOPPED.wait(5), "the timed-out sync method kept running"
-        spins = env.SPINS[0]
-        time.sleep(0.2)
-        assert env.SPINS[0] == spins
-        quick = await client.post("/call", json={"method": "quick"})
-        assert quick.json() == {"result": "quick"}
+def test_sync_timeout_interrupts_python_code(make_client):
+    client = make_client(ENV)
+    response = client.post("/call", json={"method": "spin", "timeout": 0.3})
+    assert response.status_code == 504
+    env = sys.modules["env"]
+    assert env.SPIN_STOPPED.wait(5), "the timed-out sync method kept running"
+    spins = env.SPINS[0]
+    time.sleep(0.2)
+    assert env.SPINS[0] == spins
+    quick = client.post("/call", json={"method": "quick"})
+    assert quick.json() == {"result": "quick"}

@@ -62,14 +62,20 @@ ENV = '''
 '''
 
 
-def test_health_counts_methods(make_client):
-    response = make_client(ENV).get("/health")
+def test_health_counts_methods(shared_client):
+    response = shared_client(ENV).get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "env_type": "function_based", "methods": 8}
+    assert response.json() == {
+        "status": "ok",
+        "env_type": "function_based",
+        "methods": 8,
+        "sessions": 0,
+        "threads": {"busy": 0, "stuck": 0, "max": 8},
+    }
 
 
-def test_methods_lists_public_actor_methods_and_own_functions(make_client):
-    methods = {m["name"]: m for m in make_client(ENV).get("/methods").json()["methods"]}
+def test_methods_lists_public_actor_methods_and_own_functions(shared_client):
+    methods = {m["name"]: m for m in shared_client(ENV).get("/methods").json()["methods"]}
     assert sorted(methods) == [
         "evaluate",
         "fetch",
@@ -82,8 +88,8 @@ def test_methods_lists_public_actor_methods_and_own_functions(make_client):
     ]
 
 
-def test_method_description_drops_self_and_describes_params(make_client):
-    methods = {m["name"]: m for m in make_client(ENV).get("/methods").json()["methods"]}
+def test_method_description_drops_self_and_describes_params(shared_client):
+    methods = {m["name"]: m for m in shared_client(ENV).get("/methods").json()["methods"]}
     evaluate = methods["evaluate"]
     assert evaluate["kind"] == "actor"
     assert evaluate["is_async"] is False
@@ -121,14 +127,14 @@ def test_method_description_drops_self_and_describes_params(make_client):
     ]
 
 
-def test_static_and_class_methods_hide_their_first_parameter_correctly(make_client):
-    methods = {m["name"]: m for m in make_client(ENV).get("/methods").json()["methods"]}
+def test_static_and_class_methods_hide_their_first_parameter_correctly(shared_client):
+    methods = {m["name"]: m for m in shared_client(ENV).get("/methods").json()["methods"]}
     assert methods["static"]["signature"] == "(x)"
     assert methods["klass"]["signature"] == "(y)"
 
 
-def test_function_description_and_unencodable_default(make_client):
-    methods = {m["name"]: m for m in make_client(ENV).get("/methods").json()["methods"]}
+def test_function_description_and_unencodable_default(shared_client):
+    methods = {m["name"]: m for m in shared_client(ENV).get("/methods").json()["methods"]}
     helper = methods["helper"]
     assert helper["kind"] == "function"
     defaults = [p["default"] for p in helper["params"]]
@@ -144,22 +150,22 @@ def test_function_description_and_unencodable_default(make_client):
     }
 
 
-def test_actor_wins_over_same_named_function(make_client):
-    client = make_client(ENV)
+def test_actor_wins_over_same_named_function(shared_client):
+    client = shared_client(ENV)
     methods = {m["name"]: m for m in client.get("/methods").json()["methods"]}
     assert methods["shared"]["kind"] == "actor"
     assert call(client, "shared").json() == {"result": "from actor"}
 
 
-def test_inherited_static_and_class_methods_are_callable(make_client):
-    client = make_client(ENV)
+def test_inherited_static_and_class_methods_are_callable(shared_client):
+    client = shared_client(ENV)
     assert call(client, "inherited").json() == {"result": "base"}
     assert call(client, "static", 5).json() == {"result": 5}
     assert call(client, "klass", y=6).json() == {"result": 6}
 
 
-def test_hidden_names_are_not_found(make_client):
-    client = make_client(ENV)
+def test_hidden_names_are_not_found(shared_client):
+    client = shared_client(ENV)
     for name in (
         "join",
         "CONSTANT",
@@ -179,13 +185,13 @@ def test_hidden_names_are_not_found(make_client):
         assert "evaluate" in error["message"]  # lists what is available
 
 
-def test_private_name_message_says_why(make_client):
-    error = error_of(call(make_client(ENV), "_hidden"))
+def test_private_name_message_says_why(shared_client):
+    error = error_of(call(shared_client(ENV), "_hidden"))
     assert "private" in error["message"]
 
 
-def test_imported_name_message_says_why(make_client):
-    error = error_of(call(make_client(ENV), "join"))
+def test_imported_name_message_says_why(shared_client):
+    error = error_of(call(shared_client(ENV), "join"))
     assert "not a public function defined in env.py" in error["message"]
 
 

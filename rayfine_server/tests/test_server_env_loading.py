@@ -6,9 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
-from rayfine_server.app import create_app
-from rayfine_server.config import ServerConfig
 from server_helpers import call, error_of
 
 
@@ -37,11 +34,19 @@ def test_env_module_is_registered_as_env(make_client):
         ("import no_such_module_xyz\n", "ModuleNotFoundError", "no_such_module_xyz"),
         ("import sys\nsys.exit(4)\n", "SystemExit", "4"),
         ("Actor = 5\n", "TypeError", "must be a class"),
+        ("class Actor:\n    max_sessions = 0\n", "ValueError", "max_sessions must be a positive"),
+        ("raise KeyboardInterrupt\n", "KeyboardInterrupt", ""),
     ],
 )
 def test_load_failure_is_served_as_503(make_client, source, error_type, fragment):
     client = make_client(source)
-    for response in (client.get("/health"), client.get("/methods"), call(client, "anything")):
+    requests = (
+        client.get("/health"),
+        client.get("/methods"),
+        call(client, "anything"),
+        client.post("/sessions", json={}),
+    )
+    for response in requests:
         assert response.status_code == 503
         error = error_of(response)
         assert error["kind"] == "env_load_failed"
@@ -70,16 +75,15 @@ def test_syntax_error_traceback_shows_the_line(make_client):
     assert "def broken(:" in trace and "SyntaxError" in trace
 
 
-def test_missing_env_py_is_served_as_503(tmp_path: Path):
-    with TestClient(create_app(ServerConfig(env_dir=tmp_path / "empty"))) as client:
-        response = client.get("/health")
+def test_missing_env_py_is_served_as_503(serve, tmp_path: Path):
+    response = serve(env_dir=tmp_path / "empty").client().get("/health")
     assert response.status_code == 503
     error = error_of(response)
     assert (error["kind"], error["type"]) == ("env_load_failed", "FileNotFoundError")
     assert "No env.py in" in error["message"]
 
 
-def test_env_dir_goes_first_on_sys_path(write_env):
+def test_env_dir_goes_first_on_sys_path(serve, write_env):
     env_dir = write_env("def f():\n    return 1\n")
-    create_app(ServerConfig(env_dir=env_dir))
+    serve(env_dir=env_dir)
     assert sys.path[0] == str(env_dir.resolve())

@@ -1,8 +1,8 @@
 """rayfine-server: the HTTP server Rayfine runs inside each container to serve env.py.
 
-Import-light on purpose: the core reads :func:`locked_requirements` and
-:data:`PACKAGE_DIR` on the host to build images, without importing FastAPI.
-The app itself lives in :mod:`rayfine_server.app`.
+Standard library only, on Python 3.9-3.13.  Import-light on purpose: the
+core reads :func:`locked_requirements` and :data:`PACKAGE_DIR` on the host to
+build images.  The server starts in :mod:`rayfine_server.__main__`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 #: This package's directory, copied as a whole into images.
 PACKAGE_DIR = Path(__file__).resolve().parent
 
-#: Exact pins of every runtime dependency (transitively) for the image.
+#: Exact pins of every runtime dependency for the image: none (kept for builders).
 LOCK_FILE = PACKAGE_DIR / "requirements.lock"
 
 

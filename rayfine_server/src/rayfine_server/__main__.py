@@ -4,71 +4,52 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import sys
-from typing import Any, Dict
+import threading
 
-from .config import KEEP_ALIVE_SECONDS, ConfigError, ServerConfig
+from .config import EXIT_CONFIG, ConfigError, ServerConfig
+from .logs import configure_logging
+
+logger = logging.getLogger("rayfine_server")
 
 
 def main() -> None:
-    """Read the configuration, import env.py and serve it until stopped."""
+    """Read the configuration, take the token, import env.py (or start the app), serve."""
     try:
-        # Before anything imports env.py: this removes RAYFINE_TOKEN from os.environ.
+        # Before anything imports env.py: this removes the token from the environment.
         config = ServerConfig.from_environ()
     except ConfigError as exc:
-        sys.exit(f"rayfine-server: {exc}")
-    _configure_logging(config.log_level)
+        sys.stderr.write(f"rayfine-server: {exc}\n")
+        sys.exit(EXIT_CONFIG)
+    configure_logging(config.log_level)
+    if config.insecure:
+        logger.warning(
+            "RAYFINE_INSECURE_NO_TOKEN=1: serving WITHOUT a token. Anyone who can reach"
+            " this server can run env.py's code. Use this for local development only."
+        )
+    from .run import run_server
 
-    from .app import create_app
-
-    app = create_app(config)
-    _serve(app, config)
-
-
-def _configure_logging(level_name: str) -> None:
-    """Send the server's own messages (e.g. env.py import failures) to stderr."""
-    level = logging.getLevelName(level_name.upper())
-    logging.basicConfig(
-        level=level if isinstance(level, int) else logging.DEBUG,  # uvicorn's "trace"
-        format="%(levelname)s:     %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _exit(run_server(config))
 
 
-def _serve(app: Any, config: ServerConfig) -> None:
-    """Run uvicorn on the Unix socket if one is configured, else on TCP."""
-    import uvicorn
+def _exit(code: int) -> None:
+    """Exit with ``code``, even if env.py left non-daemon threads running.
 
-    options: Dict[str, Any] = {
-        "log_level": config.log_level,
-        "access_log": False,
-        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
-        # Explicit, so that uvloop/httptools pulled in by env.py's own
-        # requirements never change the server's behaviour.
-        "loop": "asyncio",
-        "http": "h11",
-        "lifespan": "off",
-    }
-    if config.uds:
-        _prepare_socket_path(config.uds)
-        uvicorn.run(app, uds=config.uds, **options)
-    else:
-        uvicorn.run(app, host=config.host, port=config.port, **options)
-
-
-def _prepare_socket_path(path: str) -> None:
-    """Create the socket's directory and remove a socket left by an earlier run.
-
-    Removing it also matters for permissions: uvicorn keeps an existing
-    file's mode but makes a new socket 0o666, so any local client can connect.
+    Python would wait for them forever, and a container told to stop would
+    only end when the engine kills it.
     """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
+    lingering = [
+        t.name
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
+    if lingering:
+        logger.warning("Exiting without waiting for env.py's threads: %s", ", ".join(lingering))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

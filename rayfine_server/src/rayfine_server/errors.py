@@ -11,9 +11,9 @@ import json
 import os
 import traceback as tb
 from types import TracebackType
-from typing import Optional
+from typing import Optional, Tuple
 
-from starlette.responses import Response
+from .responses import Response
 
 BAD_REQUEST = "bad_request"
 UNAUTHORIZED = "unauthorized"
@@ -23,6 +23,12 @@ REMOTE_EXCEPTION = "remote_exception"
 ACTOR_INIT_FAILED = "actor_init_failed"
 NOT_SERIALIZABLE = "not_serializable"
 TIMEOUT = "timeout"
+TOO_LARGE = "too_large"
+SESSION_CAPACITY = "session_capacity"
+UNKNOWN_SESSION = "unknown_session"
+SESSION_CLOSED = "session_closed"
+OVERLOADED = "overloaded"
+APP_STARTING = "app_starting"
 ENV_LOAD_FAILED = "env_load_failed"
 INTERNAL_ERROR = "internal_error"
 
@@ -35,11 +41,17 @@ STATUS_BY_KIND = {
     UNAUTHORIZED: 401,
     METHOD_NOT_FOUND: 404,
     INVALID_ARGUMENTS: 422,
+    TOO_LARGE: 413,
+    SESSION_CAPACITY: 429,
+    UNKNOWN_SESSION: 404,
+    SESSION_CLOSED: 410,
     REMOTE_EXCEPTION: 500,
     ACTOR_INIT_FAILED: 500,
     NOT_SERIALIZABLE: 500,
     INTERNAL_ERROR: 500,
     ENV_LOAD_FAILED: 503,
+    OVERLOADED: 503,
+    APP_STARTING: 503,
     TIMEOUT: 504,
 }
 
@@ -76,7 +88,7 @@ class CallError(Exception):
         """Describe an exception raised by user code, traceback and all."""
         return cls(
             kind,
-            str(exc),
+            safe_str(exc),
             type_name=qualified_type_name(exc),
             traceback=format_user_traceback(exc),
         )
@@ -92,15 +104,20 @@ class CallError(Exception):
             }
         }
 
-    def to_response(self) -> Response:
+    def to_response(self, headers: Tuple[Tuple[str, str], ...] = ()) -> Response:
         """The HTTP response for this error."""
-        headers = {"WWW-Authenticate": "Bearer"} if self.kind == UNAUTHORIZED else None
-        return Response(
-            json.dumps(self.to_dict()).encode(),
-            status_code=self.status,
-            media_type="application/json",
-            headers=headers,
-        )
+        if self.kind == UNAUTHORIZED:
+            headers = headers + (("www-authenticate", "Bearer"),)
+        body = json.dumps(self.to_dict(), ensure_ascii=True).encode()
+        return Response(self.status, body, headers)
+
+
+def safe_str(exc: BaseException) -> str:
+    """``str(exc)``, or a placeholder when the user's ``__str__`` raises."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the failure itself
+        return f"<{type(exc).__name__}: str() failed>"
 
 
 def qualified_type_name(exc: BaseException) -> str:

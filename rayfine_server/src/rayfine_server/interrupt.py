@@ -1,4 +1,4 @@
-"""Stop a sync method whose call timed out, from outside its worker thread.
+"""Stop a sync method whose call timed out or was cancelled, from outside its thread.
 
 Python cannot kill a thread, but it can schedule an exception in one
 (``PyThreadState_SetAsyncExc``): :class:`CallInterrupted` is raised in the
@@ -8,9 +8,10 @@ method at its next Python bytecode.  Code blocked inside one C call (a long
 
 from __future__ import annotations
 
-import ctypes
 import threading
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
+
+_WAITING, _RUNNING, _INTERRUPTED, _DONE = range(4)
 
 
 class CallInterrupted(BaseException):
@@ -19,28 +20,61 @@ class CallInterrupted(BaseException):
 
 
 class ThreadCall:
-    """One sync call in a worker thread that can be interrupted until it ends."""
+    """One sync call that runs in a worker thread and can be interrupted until it ends.
 
-    def __init__(self) -> None:
+    At most one interrupt is ever scheduled, and any interrupt still pending
+    when the call ends is cleared, so it can never hit the worker's next job.
+    """
+
+    __slots__ = ("func", "args", "_lock", "_ident", "_state")
+
+    def __init__(self, func: Callable[..., Any], args: Tuple[Any, ...]) -> None:
+        self.func = func
+        self.args = args
         self._lock = threading.Lock()
         self._ident: Optional[int] = None
-        self._finished = False
+        self._state = _WAITING
 
-    def run(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            self._ident = threading.get_ident()
+    def run(self) -> Tuple[bool, Any]:
+        """Run the call in this thread: ``(True, result)`` or ``(False, exception)``."""
         try:
-            return func(*args, **kwargs)
-        finally:
-            with self._lock:
-                self._finished = True
+            try:
+                with self._lock:
+                    if self._state != _WAITING:  # interrupted before it started
+                        return False, CallInterrupted()
+                    self._ident = threading.get_ident()
+                    self._state = _RUNNING
+                return True, self.func(*self.args)
+            except BaseException as exc:  # noqa: BLE001 - reported, never raised in the worker
+                return False, exc
+            finally:
+                self._finish()
+        except CallInterrupted as exc:  # fired inside the finally, before the lock was taken
+            self._finish()
+            return False, exc
+
+    def _finish(self) -> None:
+        with self._lock:
+            if self._state == _INTERRUPTED:
+                _set_async_exc(self._ident, None)  # clear it if it has not fired yet
+            self._state = _DONE
 
     def interrupt(self) -> bool:
-        """Schedule CallInterrupted in the thread if the call still runs; True if scheduled."""
+        """Schedule CallInterrupted in the thread if the call has not ended; True if scheduled."""
         with self._lock:
-            if self._ident is None or self._finished:
+            if self._state == _WAITING:
+                self._state = _INTERRUPTED
+                return True
+            if self._state != _RUNNING:
                 return False
-            count = ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(self._ident), ctypes.py_object(CallInterrupted)
-            )
-            return count == 1
+            self._state = _INTERRUPTED
+            return _set_async_exc(self._ident, CallInterrupted) == 1
+
+
+def _set_async_exc(ident: Optional[int], exc: Optional[type]) -> int:
+    if ident is None:
+        return 0
+    import ctypes  # imported on first interrupt only: it costs every start ~5 ms otherwise
+
+    target = ctypes.py_object(exc) if exc is not None else None
+    return int(ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), target))

@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Dict, Optional
 
 from .errors import ENV_LOAD_FAILED, CallError, format_user_traceback, qualified_type_name
-from .methods import Method, discover_methods
+from .methods import Method, constructor, discover_methods
 
 MODULE_NAME = "env"
 ACTOR_CLASS_NAME = "Actor"
@@ -32,6 +32,8 @@ class LoadedEnv:
     :param module: the imported module; ``None`` when loading failed.
     :param actor_class: the module's ``Actor`` class, if it defines one.
     :param methods: callable methods by name; empty when loading failed.
+    :param constructor: ``Actor(...)`` as a method, for checking session arguments.
+    :param max_sessions: ``Actor.max_sessions`` (1 when not declared; 0 without an Actor).
     :param error: the ``env_load_failed`` error when loading failed.
     """
 
@@ -39,6 +41,8 @@ class LoadedEnv:
     module: Optional[ModuleType] = None
     actor_class: Optional[type] = None
     methods: Dict[str, Method] = field(default_factory=dict)
+    constructor: Optional[Method] = None
+    max_sessions: int = 0
     error: Optional[CallError] = None
 
 
@@ -56,7 +60,7 @@ def load_env(env_dir: Path) -> LoadedEnv:
         sys.path.insert(0, str(env_dir))
     try:
         module = _import_file(env_file)
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - env.py may even call sys.exit()
+    except BaseException as exc:  # noqa: BLE001 - env.py may even call sys.exit()
         return _failed(env_file, exc)
     actor_class = getattr(module, ACTOR_CLASS_NAME, None)
     if actor_class is not None and not isinstance(actor_class, type):
@@ -66,10 +70,19 @@ def load_env(env_dir: Path) -> LoadedEnv:
         return _failed(env_file, problem, with_traceback=False)
     try:
         methods = discover_methods(module, actor_class)
+        init = constructor(actor_class) if actor_class is not None else None
     except Exception as exc:  # noqa: BLE001 - e.g. a metaclass whose dir() raises
         return _failed(env_file, exc)
+    max_sessions = 0
+    if actor_class is not None:
+        max_sessions = getattr(actor_class, "max_sessions", 1)
+        if isinstance(max_sessions, bool) or not isinstance(max_sessions, int) or max_sessions < 1:
+            wrong = ValueError(
+                f"Actor.max_sessions must be a positive integer, got {max_sessions!r}"
+            )
+            return _failed(env_file, wrong, with_traceback=False)
     logger.info("Loaded %s: %d methods", env_file, len(methods))
-    return LoadedEnv(env_file, module, actor_class, methods)
+    return LoadedEnv(env_file, module, actor_class, methods, init, max_sessions)
 
 
 def _import_file(env_file: Path) -> ModuleType:

@@ -12,12 +12,14 @@ import inspect
 import json
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from .encoding import NotSerializableError, encode_json
+from .typecheck import compile_checks
 
 ACTOR = "actor"
 FUNCTION = "function"
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 # Used when a callable hides its signature (some C-implemented callables do).
 _ANY_SIGNATURE = inspect.Signature(
@@ -40,6 +42,10 @@ class Method:
     :param doc: its docstring, if any.
     :param function: the module-level function; ``None`` for Actor methods,
         which are looked up on the instance at call time.
+    :param keyword_names: parameters that can be passed by keyword.
+    :param accepts_any_keyword: it takes ``**kwargs``.
+    :param checks: checks bound arguments against the annotations; returns
+        what is wrong, or ``None``.
     """
 
     name: str
@@ -49,6 +55,9 @@ class Method:
     signature_text: str
     doc: Optional[str]
     function: Optional[Callable[..., Any]] = None
+    keyword_names: Tuple[str, ...] = ()
+    accepts_any_keyword: bool = True
+    checks: Optional[Callable[[Mapping[str, Any]], Optional[str]]] = None
 
 
 def discover_methods(module: ModuleType, actor_class: Optional[type]) -> Dict[str, Method]:
@@ -57,6 +66,17 @@ def discover_methods(module: ModuleType, actor_class: Optional[type]) -> Dict[st
     if actor_class is not None:
         methods.update(_actor_methods(actor_class))
     return dict(sorted(methods.items()))
+
+
+def constructor(actor_class: type) -> Method:
+    """``Actor(...)`` described as a method, to check session arguments against ``__init__``."""
+    init = getattr(actor_class, "__init__")  # noqa: B009 - mypy refuses cls.__init__
+    if init is object.__init__ and actor_class.__new__ is object.__new__:
+        signature = inspect.Signature([])  # inspect cannot always tell on Python 3.9
+        return Method(
+            "Actor", ACTOR, False, signature, "()", inspect.getdoc(actor_class), None, (), False
+        )
+    return _method("Actor", ACTOR, actor_class, drop_first=False)
 
 
 def _module_functions(module: ModuleType) -> Dict[str, Method]:
@@ -97,6 +117,7 @@ def _method(
 ) -> Method:
     """Describe ``func``; ``drop_first`` removes ``self``/``cls`` from its signature."""
     signature = _signature(func, drop_first=drop_first)
+    params = signature.parameters.values()
     return Method(
         name=name,
         kind=kind,
@@ -105,7 +126,20 @@ def _method(
         signature_text=_format_signature(signature),
         doc=inspect.getdoc(func),
         function=function,
+        keyword_names=tuple(p.name for p in params if p.kind in _NAMED),
+        accepts_any_keyword=any(p.kind == p.VAR_KEYWORD for p in params),
+        checks=_checks(func, signature),
     )
+
+
+def _checks(
+    func: Callable[..., Any], signature: inspect.Signature
+) -> Optional[Callable[[Mapping[str, Any]], Optional[str]]]:
+    """Argument checks from the annotations; none at all if compiling them fails."""
+    try:
+        return compile_checks(func, signature)
+    except Exception:  # noqa: BLE001 - odd annotations must never stop env.py loading
+        return None
 
 
 def _signature(func: Callable[..., Any], *, drop_first: bool) -> inspect.Signature:

@@ -1,8 +1,8 @@
-"""Start the injected Rayfine server.
+"""Start the injected Rayfine server (the container's command).
 
-Lives in /opt/rayfine/site, so running this file puts that directory first
-on sys.path: the server's pinned dependencies are found there without
-touching PYTHONPATH for the user's own subprocesses.
+Lives in /opt/rayfine/site next to the ``rayfine_server`` package, so running
+this file puts that directory first on sys.path without touching PYTHONPATH
+for the user's own subprocesses.  Standard library only, like the server.
 """
 
 import os
