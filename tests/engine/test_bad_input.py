@@ -138,9 +138,9 @@ def test_huge_body_is_refused(raw):
     env, client = raw
     huge = json.dumps({"method": "echo", "args": ["x" * (65 * 1024 * 1024)]}).encode()
     response = client.post("/call", content=huge, headers={"content-type": "application/json"})
-    assert (
-        response.status_code == 400 and "exceeds the limit" in response.json()["error"]["message"]
-    )
+    error = response.json()["error"]
+    assert response.status_code == 413 and error["kind"] == "too_large", error
+    assert "67108864" in error["message"]  # the limit, so the caller knows what fits
     assert_still_serving(env, client)
 
 

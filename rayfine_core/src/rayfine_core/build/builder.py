@@ -25,6 +25,7 @@ from ..plugins.manager import get_manager, get_runtime
 from ..runtime.base import Runtime
 from ..runtime.types import BuildRequest, EnvType
 from . import context as build_context
+from . import layer
 from .server_source import server_package_dir
 from .wheelhouse import ensure_wheels
 
@@ -105,28 +106,23 @@ def _check_buildargs(buildargs: Optional[Mapping[str, str]]) -> dict[str, str]:
 
 
 def _build_http(
-    rt: Runtime, info: EnvInfo, image: str, args: dict[str, str], digest: str, nocache: bool, emit
+    rt: Runtime, info: EnvInfo, final: str, args: dict[str, str], digest: str, nocache: bool, emit
 ) -> str:
+    """The app's own Dockerfile, then Rayfine's server in front of its command (proxy mode)."""
     if info.dockerfile is None:
         raise ValidationError(
             f"HTTP-based environment {str(info.path)!r} needs a Dockerfile whose CMD runs the app"
             ' (e.g. CMD ["uvicorn", "env:app", "--host", "0.0.0.0", "--port", "8000"]).'
         )
-    extra = {
-        labels.OWNER: labels.OWNER_VALUE,
-        labels.ENV_TYPE: EnvType.HTTP_BASED.value,
-        labels.CONTENT_HASH: digest,
-    }
-    if OFFLINE_WHEELS_DIR not in info.dockerfile.read_text(errors="replace"):
-        return _run_build(
-            rt, BuildRequest(info.path, "Dockerfile", image, args, extra, nocache, emit)
-        )
+    command = layer.app_command(info.dockerfile.read_text(errors="replace"))
+    base = f"{final}-base"
     with tempfile.TemporaryDirectory(prefix="rayfine-build-") as tmp:
-        context = build_context.stage(info.path, Path(tmp) / "context")
-        _stage_offline_wheels(context / OFFLINE_WHEELS_DIR, emit)
-        return _run_build(
-            rt, BuildRequest(context, "Dockerfile", image, args, extra, nocache, emit)
-        )
+        context = info.path
+        if OFFLINE_WHEELS_DIR in info.dockerfile.read_text(errors="replace"):
+            context = build_context.stage(info.path, Path(tmp) / "context")
+            _stage_offline_wheels(context / OFFLINE_WHEELS_DIR, emit)
+        _run_build(rt, BuildRequest(context, "Dockerfile", base, args, {}, nocache, emit))
+        return _build_layer(rt, base, final, Path(tmp) / "server", digest, nocache, emit, command)
 
 
 def _stage_offline_wheels(dest: Path, emit) -> None:
@@ -147,6 +143,7 @@ def _stage_offline_wheels(dest: Path, emit) -> None:
 def _build_function(
     rt: Runtime, info: EnvInfo, final: str, args: dict[str, str], digest: str, nocache: bool, emit
 ) -> str:
+    """The env's Dockerfile (or the default one), then Rayfine's server serving env.py."""
     base = f"{final}-base"
     with tempfile.TemporaryDirectory(prefix="rayfine-build-") as tmp:
         if info.dockerfile is not None:
@@ -157,10 +154,26 @@ def _build_function(
             dockerfile.write_text(_default_dockerfile(context))
             stage_one = BuildRequest(context, ".rayfine.Dockerfile", base, args, {}, nocache, emit)
         _run_build(rt, stage_one)
-        server_context = _stage_server_layer(info, base, Path(tmp) / "server", digest, emit)
-        return _run_build(
-            rt, BuildRequest(server_context, "Dockerfile", final, {}, {}, nocache, emit)
+        return _build_layer(
+            rt, base, final, Path(tmp) / "server", digest, nocache, emit, None, info.path / "env.py"
         )
+
+
+def _build_layer(
+    rt: Runtime,
+    base: str,
+    final: str,
+    context: Path,
+    digest: str,
+    nocache: bool,
+    emit,
+    app_command: Optional[list[str]],
+    env_py: Optional[Path] = None,
+) -> str:
+    kind = EnvType.HTTP_BASED if app_command is not None else EnvType.FUNCTION_BASED
+    layer.stage(context, env_py)
+    (context / "Dockerfile").write_text(layer.dockerfile(base, digest, kind, app_command))
+    return _run_build(rt, BuildRequest(context, "Dockerfile", final, {}, {}, nocache, emit))
 
 
 def _run_build(rt: Runtime, request: BuildRequest) -> str:
@@ -179,14 +192,13 @@ def _content_hash(info: EnvInfo, kind: EnvType, args: Mapping[str, str]) -> str:
     """Hash everything the final image depends on that Rayfine can see."""
     h = hashlib.sha256(kind.value.encode())
     build_context.digest(info.path, h)  # refuses links out of the directory
-    if kind is EnvType.FUNCTION_BASED:  # the injected server is part of the image
-        server = server_package_dir()
-        for path in sorted(server.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                h.update(str(path.relative_to(server)).encode() + b"\0" + path.read_bytes())
-        for name in ("install_wheels.py", "rayfine_start.py", "egress_forward.py"):
-            h.update(resources.files("rayfine_core.image").joinpath(name).read_bytes())
-        h.update(_server_dockerfile("", "").encode())  # how the layer is built is an input too
+    server = server_package_dir()  # the injected server is part of every image
+    for path in sorted(server.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(server)).encode() + b"\0" + path.read_bytes())
+    for name in (*layer.IMAGE_FILES, "install_wheels.py"):
+        h.update(resources.files("rayfine_core.image").joinpath(name).read_bytes())
+    h.update(layer.dockerfile("", "", kind, ["app"]).encode())  # how the layer is built, too
     h.update(repr(sorted(args.items())).encode())
     return h.hexdigest()
 
@@ -198,43 +210,3 @@ def _default_dockerfile(context: Path) -> str:
             "RUN PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir -r requirements.txt"
         )
     return "\n".join(lines) + "\n"
-
-
-def _stage_server_layer(info: EnvInfo, base: str, context: Path, digest: str, emit) -> Path:
-    context.mkdir(parents=True)
-    _stage_offline_wheels(context, emit)
-    shutil.copytree(
-        server_package_dir(),
-        context / "rayfine_server",
-        ignore=shutil.ignore_patterns("__pycache__", "tests"),
-    )
-    for name in ("rayfine_start.py", "egress_forward.py"):  # run in the image, stdlib only
-        (context / name).write_bytes(
-            resources.files("rayfine_core.image").joinpath(name).read_bytes()
-        )
-    shutil.copyfile(info.path / "env.py", context / "env.py")  # walk() vetted any link
-    (context / "Dockerfile").write_text(_server_dockerfile(base, digest))
-    return context
-
-
-def _server_dockerfile(base: str, digest: str) -> str:
-    site = "/opt/rayfine/site"
-    return f"""\
-FROM {base} AS rayfine-deps
-COPY wheels /tmp/rayfine-wheels
-COPY install_wheels.py /tmp/install_wheels.py
-COPY rayfine_server {site}/rayfine_server
-COPY rayfine_start.py egress_forward.py {site}/
-RUN python3 /tmp/install_wheels.py /tmp/rayfine-wheels {site} \\
- && (python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash {site} >/dev/null || true)
-
-FROM {base}
-COPY --from=rayfine-deps {site} {site}
-COPY env.py /app/env.py
-ENV RAYFINE_ENV_DIR=/app PYTHONUNBUFFERED=1
-LABEL {labels.OWNER}="{labels.OWNER_VALUE}" {labels.ENV_TYPE}="{EnvType.FUNCTION_BASED.value}" \\
-      {labels.CONTENT_HASH}="{digest}" {labels.SERVER_PORT}="8000"
-EXPOSE 8000
-ENTRYPOINT []
-CMD ["python3", "{site}/rayfine_start.py"]
-"""

@@ -46,6 +46,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from importlib import resources
 from pathlib import Path
 from typing import Callable, Dict, FrozenSet, Iterable, Iterator, Optional, TypeVar
 
@@ -68,11 +69,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RAYFINE_CACHE_DIR", default))
 
 
-def server_lock() -> str:
-    """The pinned requirements of the injected server."""
-    from .server_source import server_package_dir
+def http_app_lock() -> str:
+    """The pinned wheels http-based apps may install offline (FastAPI, uvicorn and theirs).
 
-    return (server_package_dir() / "requirements.lock").read_text()
+    The injected server itself needs none: it is standard library only.
+    """
+    return resources.files("rayfine_core.image").joinpath("http-app.lock").read_text()
 
 
 def image_pythons() -> tuple[str, ...]:
@@ -93,18 +95,20 @@ def wheels_dir() -> Path:
     The directory holds a ``.complete`` marker once every download succeeded.
     """
     key = hashlib.sha256(
-        (server_lock() + ",".join(image_pythons()) + platform.machine()).encode()
+        (http_app_lock() + ",".join(image_pythons()) + platform.machine()).encode()
     ).hexdigest()[:16]
     return cache_dir() / "wheels" / key
 
 
 def ensure_wheels(on_output: Emit = None) -> Path:
     """Return a directory holding every pinned wheel and the lock, fetching what is missing."""
-    lock_text = server_lock()
+    lock_text = http_app_lock()
     try:
         pins = iw.parse_lock(lock_text)
     except ValueError as exc:
-        raise ImageBuildError(f"The server's requirements.lock is unusable: {exc}") from None
+        raise ImageBuildError(
+            f"The http apps lock (rayfine_core/image/http-app.lock) is unusable: {exc}"
+        ) from None
     target = wheels_dir()
     with _lock, _cache_lock(_mkdir(target.parent) / ".lock"):
         if (target / ".complete").exists():

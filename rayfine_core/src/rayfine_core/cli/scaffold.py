@@ -106,9 +106,9 @@ def _http_requirements() -> str:
     """FastAPI, uvicorn and pydantic at the versions Rayfine's server pins, so its wheel cache fits."""
     pins = dict.fromkeys(_HTTP_PACKAGES, "")
     try:
-        from ..build.wheelhouse import server_lock
+        from ..build.wheelhouse import http_app_lock
 
-        for line in server_lock().splitlines():
+        for line in http_app_lock().splitlines():
             name, sep, version = line.strip().partition("==")
             if sep and name.lower() in pins:
                 pins[name.lower()] = f"=={version}"

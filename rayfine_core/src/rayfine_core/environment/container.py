@@ -85,6 +85,9 @@ def plan(
     :raises PluginError: a ``rayfine_start`` hook refused.
     """
     env_type = options.env_type or _labelled_type(options.image, image_labels)
+    # Rayfine's server answers in the container: function-based images, and http-based ones
+    # Rayfine built (its server in front of the app); others are reached as they are.
+    served = env_type is EnvType.FUNCTION_BASED or image_labels.get(labels.SERVED) == "1"
     caps = runtime.capabilities
     if options.isolation not in caps.isolation:
         raise errors.ValidationError(
@@ -101,21 +104,17 @@ def plan(
         network=options.network,
         limits=options.limits,
         cap_add=options.cap_add,
-        user=options.user if env_type is EnvType.FUNCTION_BASED else None,
+        user=options.user if env_type is EnvType.FUNCTION_BASED else None,  # an app: its own
         isolation=options.isolation,
         options=dict(options.runtime_options),
     )
     container = Container(request, env_type)
-    if env_type is EnvType.FUNCTION_BASED:
+    if served:
         container.token = request.token = secrets.token_urlsafe(32)
     if options.isolation != "container" or options.egress is not None:
         request.network = "none"  # gVisor has no network device; egress is the only way out
-    if caps.unix_socket and env_type is EnvType.FUNCTION_BASED:
+    if caps.unix_socket and served:
         _use_run_dir(container, options)
-    elif container.token is not None:
-        # Runtimes without a host directory deliver it themselves (see StartRequest.token);
-        # servers older than protocol 2 read only this variable.
-        request.env["RAYFINE_TOKEN"] = container.token
     if options.egress is not None:
         _use_egress(container, options.egress, runtime)
     try:
@@ -129,8 +128,8 @@ def plan(
 def _use_egress(container: Container, policy: egress.EgressPolicy, runtime: Runtime) -> None:
     if container.run_dir is None:
         raise errors.ValidationError(
-            f"egress=[...] needs a host run directory; runtime {runtime.name!r} has none"
-            " (Capabilities.unix_socket), and function-based environments only for now."
+            f"egress=[...] needs a host run directory, which runtime {runtime.name!r} has not"
+            " (Capabilities.unix_socket), or an image whose server Rayfine built."
         )
     container.egress = egress.attach(container.run_dir, policy, container.env_id)
     container.request.env.update(egress.container_env())
@@ -151,7 +150,6 @@ def _use_run_dir(container: Container, options: EnvOptions) -> None:
     assert container.token is not None
     rundir.write_token(container.run_dir, container.token)
     request.env["RAYFINE_TOKEN_FILE"] = f"{RUN_MOUNT}/{TOKEN_NAME}"
-    request.env["RAYFINE_TOKEN"] = container.token  # PROTOCOL-1 servers read only this
     if options.transport == "unix" or (options.transport == "auto" and options.http_port is None):
         request.env["RAYFINE_UDS"] = f"{RUN_MOUNT}/{SOCKET_NAME}"
 

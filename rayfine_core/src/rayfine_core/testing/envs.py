@@ -86,6 +86,15 @@ class Actor:
             print(text, flush=True)
         return times
 
+    def token_traces(self) -> dict:
+        """Where env code (or a child process of it) could find the server's token."""
+        environ = open("/proc/1/environ", "rb").read().decode(errors="replace")
+        return {
+            "pid1_environ": any(e.startswith("RAYFINE_TOKEN=") for e in environ.split(chr(0))),
+            "own_environ": "RAYFINE_TOKEN" in os.environ,
+            "token_file": os.path.exists("/run/rayfine/token"),
+        }
+
     def cmdline_of_pid1(self) -> str:
         return open("/proc/1/cmdline", "rb").read().replace(bytes(1), b" ").decode()
 
