@@ -637,7 +637,7 @@ def host(monkeypatch, tmp_path):
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("RAYFINE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc, no user pip.conf
-    monkeypatch.setattr(wheelhouse, "server_lock", lambda: LOCK)
+    monkeypatch.setattr(wheelhouse, "http_app_lock", lambda: LOCK)
     if platform_machine() != "x86_64":
         pytest.skip("the wheel store is built for x86_64")
     return monkeypatch
@@ -736,7 +736,7 @@ def test_credentials_are_sent_once_and_never_shown(host, serve, wheel_store):
     with_credentials = index.url.replace("http://", "http://robot:s3cret-token@")
     host.setenv("RAYFINE_INDEX_URL", with_credentials)
     assert fetched(wheelhouse.ensure_wheels()) == EXPECTED
-    host.setattr(wheelhouse, "server_lock", lambda: "absent==1.0\n")
+    host.setattr(wheelhouse, "http_app_lock", lambda: "absent==1.0\n")
     with pytest.raises(ImageBuildError) as caught:
         wheelhouse.ensure_wheels()
     assert "absent==1.0" in str(caught.value) and "RAYFINE_FIND_LINKS" in str(caught.value)
@@ -754,7 +754,7 @@ def test_a_tampered_download_is_refused_and_nothing_is_cached(host, serve, wheel
 
 def test_the_locks_hashes_are_checked_on_the_host_too(host, serve, wheel_store):
     host.setenv("RAYFINE_INDEX_URL", serve(wheel_store).url)
-    host.setattr(wheelhouse, "server_lock", lambda: f"h11==0.16.0 --hash=sha256:{'1' * 64}\n")
+    host.setattr(wheelhouse, "http_app_lock", lambda: f"h11==0.16.0 --hash=sha256:{'1' * 64}\n")
     with pytest.raises(ImageBuildError, match="tampered"):
         wheelhouse.ensure_wheels()
 

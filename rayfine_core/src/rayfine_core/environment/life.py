@@ -294,9 +294,7 @@ class Life:
             if isinstance(error, errors.ContainerDiedError):
                 yield from self._after_death(container, error)
             raise error from (None if error is exc else exc)
-        except (
-            errors.ContainerDiedError
-        ) as died:  # the watch saw it die without a dropped connection
+        except errors.ContainerDiedError as died:  # the watch saw it die, no connection dropped
             yield from self._after_death(container, died)
             raise
         return (yield from self._decode(response, method))
@@ -328,8 +326,10 @@ class Life:
         while True:
             with self._lock:
                 state, container, broken = self._state, self._current, self._broken
-            if state is State.READY and container is not None and container.channel is not None:
-                return container
+            if state in (State.STOPPING, State.CLOSED):
+                raise errors.EnvironmentClosedError(
+                    f"Environment {self.env_id} was cleaned up; load it again to call {method}()."
+                )
             if broken is not None:
                 first_line = str(broken).splitlines()[0]
                 raise errors.ContainerDiedError(
@@ -338,10 +338,8 @@ class Life:
                     None,
                     False,
                 )
-            if state in (State.STOPPING, State.CLOSED):
-                raise errors.EnvironmentClosedError(
-                    f"Environment {self.env_id} was cleaned up; load it again to call {method}()."
-                )
+            if state is State.READY and container is not None and container.channel is not None:
+                return container
             if state is not State.RESTARTING or time.monotonic() > deadline:
                 raise errors.EnvironmentClosedError(
                     f"Environment {self.env_id} is {state.value}; {method}() cannot run now."

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Generator, Optional, TypeVar, Union, cast
@@ -143,14 +145,57 @@ async def _aperform(step: Step) -> Any:
     return None
 
 
-_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+class _EnginePool(concurrent.futures.Executor):
+    """Worker threads for blocking work: daemon threads, made as needed up to ``size``.
+
+    Not a ThreadPoolExecutor: its threads are joined before exit handlers run,
+    and one started by a ``submit`` that Ctrl-C interrupted is never told to
+    stop, so the process would hang at exit.  Daemon threads never hold exit
+    up; Rayfine's exit handler waits for the starts it still needs.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]]]
+        self._jobs = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    def submit(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._jobs.put((future, lambda: fn(*args, **kwargs)))
+        with self._lock:
+            if self._idle == 0 and self._threads < self._size:
+                self._threads += 1
+                threading.Thread(target=self._work, name="rayfine-engine", daemon=True).start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            future, job = self._jobs.get()
+            with self._lock:
+                self._idle -= 1
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(job())
+            except BaseException as exc:  # handed to whoever waits for it
+                future.set_exception(exc)
 
 
-def engine_pool() -> concurrent.futures.ThreadPoolExecutor:
+_pool: Optional[_EnginePool] = None
+
+
+def engine_pool() -> concurrent.futures.Executor:
     """Rayfine's worker threads for blocking work (made on first use; new after a fork)."""
     global _pool
     if _pool is None:
-        _pool = concurrent.futures.ThreadPoolExecutor(ENGINE_THREADS, "rayfine-engine")
+        _pool = _EnginePool(ENGINE_THREADS)
     return _pool
 
 

@@ -88,9 +88,10 @@ class Actor:
 
     def token_traces(self) -> dict:
         """Where env code (or a child process of it) could find the server's token."""
-        environ = open("/proc/1/environ", "rb").read().decode(errors="replace")
+        # What a child process would read: the environment this process was started with.
+        environ = open("/proc/self/environ", "rb").read().decode(errors="replace")
         return {
-            "pid1_environ": any(e.startswith("RAYFINE_TOKEN=") for e in environ.split(chr(0))),
+            "start_environ": any(e.startswith("RAYFINE_TOKEN=") for e in environ.split(chr(0))),
             "own_environ": "RAYFINE_TOKEN" in os.environ,
             "token_file": os.path.exists("/run/rayfine/token"),
         }

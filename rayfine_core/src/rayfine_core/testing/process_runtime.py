@@ -213,10 +213,11 @@ class ProcessRuntime(Runtime):
 
     def _reap_child(self, container_id: str, process: subprocess.Popen[bytes]) -> None:
         code = process.wait()
-        try:
-            _exit_path(container_id).write_text(str(code))
-        except OSError:
-            pass  # removed meanwhile
+        if _record_path(container_id).exists():  # not removed meanwhile
+            try:
+                _exit_path(container_id).write_text(str(code))
+            except OSError:
+                pass
         with self._lock:
             self._children.pop(container_id, None)
 

@@ -147,7 +147,7 @@ def test_env_vars_reach_the_environment_and_the_token_does_not(sink):
     assert sink.has_secret()
     assert sink.env("RAYFINE_TOKEN") is None
     traces = sink.token_traces()  # a child process of env.py reads /proc/1/environ, files
-    assert traces == {"pid1_environ": False, "own_environ": False, "token_file": False}
+    assert traces == {"start_environ": False, "own_environ": False, "token_file": False}
 
 
 def test_hardened_defaults(sink, rayfine_capabilities, rayfine_isolation):
