@@ -35,15 +35,19 @@ step() { log "$(elapsed)s $*"; }
 
 # run a command inside the router namespace / a node's namespaces
 in_fab() { nsenter --net="/run/netns/$FAB" "$@"; }
-holder_pid() { cat "$WORK/$1/holder.pid" 2>/dev/null; }
+holder_pid() { cat "$WORK/$1/holder.pid" 2>/dev/null || true; }
 in_node() {  # in_node NODE CMD...: the node's network AND mount namespace (dockerd, kubelet)
     local node="$1"; shift
     nsenter -t "$(holder_pid "$node")" -m -n "$@"
 }
 
 # background a long-running service, recording its pid; output to WORK/logs/NAME.log
-spawn() {  # spawn NAME CMD...
+spawn() {  # spawn NAME [in_fab | in_node NODE] CMD...
     local name="$1"; shift
+    case "$1" in
+        in_fab) shift; set -- nsenter --net="/run/netns/$FAB" "$@" ;;
+        in_node) local node="$2"; shift 2; set -- nsenter -t "$(holder_pid "$node")" -m -n "$@" ;;
+    esac
     mkdir -p "$WORK/logs" "$WORK/pids"
     setsid "$@" >>"$WORK/logs/$name.log" 2>&1 </dev/null &
     echo $! >"$WORK/pids/$name"
