@@ -29,18 +29,27 @@ class Images:
         return parse(image, self._default)
 
     def labels(self, image: str) -> dict[str, str]:
-        _, _, config = self.registry.config(self.reference(image))
+        _, _, config = self._config(image)
         return dict((config.get("config") or {}).get("Labels") or {})
 
     def image_id(self, image: str) -> str:
-        _, image_id, _ = self.registry.config(self.reference(image))
+        _, image_id, _ = self._config(image)
         return image_id
 
     def pinned(self, image: str) -> str:
         """``registry/repository@sha256:...`` for what ``image`` names now."""
         ref = self.reference(image)
-        digest, _ = self.registry.manifest(ref)
+        try:
+            digest, _ = self.registry.manifest(ref)
+        except errors.ImageNotFoundError as exc:
+            raise _not_found(image, exc) from None
         return ref.pinned(digest) if digest else str(ref)
+
+    def _config(self, image: str) -> tuple[str, str, dict[str, Any]]:
+        try:
+            return self.registry.config(self.reference(image))
+        except errors.ImageNotFoundError as exc:
+            raise _not_found(image, exc) from None
 
     def build(self, request: BuildRequest) -> str:
         """Build with the local Docker engine, then push; return the image id.
@@ -59,6 +68,14 @@ class Images:
 
     def close(self) -> None:
         self.registry.close()
+
+
+def _not_found(image: str, cause: Exception) -> errors.ImageNotFoundError:
+    return errors.ImageNotFoundError(
+        f"{cause} Build and push it with build_image_from_env(ENV_DIR, {image!r},"
+        f" runtime='kubernetes') or `rayfine build ENV_DIR -t {image} --runtime kubernetes`"
+        " (Rayfine never pulls from elsewhere implicitly)."
+    )
 
 
 def push(
