@@ -72,14 +72,18 @@ def start(cluster: Cluster, request: StartRequest) -> ContainerHandle:
     if "activeDeadlineSeconds" in plan.objects[-1][1]["spec"]:
         cluster.deadlines.track(namespace, plan.job, created_at)
     timeout = float(options.get("start_timeout") or cluster.settings.start_timeout)
+    seen: list[str] = []
+
+    def adopt(pod: Mapping[str, Any]) -> None:
+        seen.append(str(pod["metadata"]["name"]))
+        _adopt(cluster.kube, plan, pod)
+
     try:
-        pod = watch.wait_for_pod(
-            cluster.kube, namespace, plan.job, timeout, lambda pod: _adopt(cluster.kube, plan, pod)
-        )
+        pod = watch.wait_for_pod(cluster.kube, namespace, plan.job, timeout, adopt)
         endpoint = _endpoint(cluster, namespace, pod, request.container_port)
     except BaseException as exc:
         cluster.deadlines.untrack(namespace, plan.job)
-        remove(cluster.kube, namespace, plan.job, "", grace=0, only=created)
+        remove(cluster.kube, namespace, plan.job, "", grace=0, only=created + [("pods", p) for p in seen])
         if isinstance(exc, watch.StartFailed) and exc.image_missing:
             raise errors.ImageNotFoundError(
                 f"The cluster cannot pull {request.image!r} ({image}): {exc}. Build and push it with"
@@ -229,7 +233,8 @@ def remove(
     """
     targets = only if only is not None else [("jobs", job)]
     for kind, name in sorted(targets, key=lambda t: t[0] != "jobs"):
-        _delete(kube, collection(namespace, kind, name), {"propagationPolicy": "Background"})
+        query = {"gracePeriodSeconds": 0} if kind == "pods" else {"propagationPolicy": "Background"}
+        _delete(kube, collection(namespace, kind, name), query)
     if only is not None:
         return
     if pod:

@@ -64,6 +64,8 @@ def wait_for_pod(
         window = max(1, int(min(WINDOW, remaining) + 0.999))
         watch = {**query, "watch": "1", "resourceVersion": version, "timeoutSeconds": window}
         for line in kube.stream(pods, watch, read_timeout=window + 5.0):
+            if not line.strip():
+                continue
             event = json.loads(line)
             kind, pod = event.get("type"), event.get("object") or {}
             if kind == "ERROR":  # e.g. 410 Gone: the version is too old; list again
@@ -115,8 +117,12 @@ def _check_events(kube: Kube, namespace: str, job: str, pod: Optional[Mapping[st
                 raise StartFailed(f"Kubernetes refused to create the pod: {event.get('message')}")
         return
     for event in warnings(kube, namespace, pod["metadata"]["name"]):
-        if event.get("reason") == "FailedCreatePodSandBox" and int(event.get("count") or 1) >= SANDBOX_FAILURES:
-            raise StartFailed(f"The pod's sandbox cannot be created: {event.get('message')}")
+        if event.get("reason") != "FailedCreatePodSandBox":
+            continue
+        message = str(event.get("message") or "")
+        hopeless = "not supported" in message or "RuntimeHandler" in message
+        if hopeless or int(event.get("count") or 1) >= SANDBOX_FAILURES:
+            raise StartFailed(f"The pod's sandbox cannot be created: {message}")
 
 
 def _timeout(
