@@ -42,6 +42,7 @@ up() {
     for key in "${SYSCTLS[@]}"; do echo "$key=$(sysctl -n "$key")"; done >"$WORK/sysctls"
     step "cache ready"
     make_pki
+    write_kubectl
     step "certificates and tokens"
     net_up
     step "network namespaces"

@@ -86,7 +86,16 @@ class KubernetesRuntime(Runtime):
         )
         self._lock = threading.Lock()
 
+    @property
+    def api(self) -> Kube:
+        """This runtime's connection to the API server (for tools and tests: raw JSON requests)."""
+        return self._kube
+
     # -- images -----------------------------------------------------------------
+
+    def pinned_image(self, image: str) -> str:
+        """``registry/repository@sha256:...``: the exact image a start of ``image`` now runs."""
+        return self._images.pinned(image)
 
     def build(self, request: BuildRequest) -> str:
         """Build with the local Docker engine and push to the registry; the image id.

@@ -75,5 +75,10 @@ wait_for() {  # wait_for SECONDS WHAT CMD...: poll CMD every 0.1 s until it succ
     die "$what did not come up within ${seconds}s (logs: $WORK/logs/)"
 }
 
-KUBECTL="$CACHE/x/usr/bin/kubectl"
-kubectl_admin() { "$KUBECTL" --kubeconfig "$WORK/admin.kubeconfig" "$@"; }
+KUBECTL="$WORK/kubectl"  # the cached 1.20 kubectl, as admin, its discovery cache in WORK (not ~/.kube)
+kubectl_admin() { "$KUBECTL" "$@"; }
+write_kubectl() {
+    printf '#!/bin/sh\nexec %s --kubeconfig %s --cache-dir %s "$@"\n' "$CACHE/x/usr/bin/kubectl" \
+        "$WORK/admin.kubeconfig" "$WORK/kubectl-cache" >"$KUBECTL"
+    chmod 755 "$KUBECTL"
+}
