@@ -96,7 +96,10 @@ def bare_start(kube: Any, image: str, token: str) -> float:
         while True:
             pod = kube.request("GET", f"{pods}/{name}")
             ip = (pod.get("status") or {}).get("podIP")
-            running = any("running" in (s.get("state") or {}) for s in pod["status"].get("containerStatuses") or ())
+            running = any(
+                "running" in (s.get("state") or {})
+                for s in pod["status"].get("containerStatuses") or ()
+            )
             if ip and running:
                 break
             time.sleep(0.05)
@@ -118,7 +121,7 @@ def bare_start(kube: Any, image: str, token: str) -> float:
 
 
 def call_latencies(kube: Any, image: str, calls: int) -> dict[str, float]:
-    """Median ms per call: proxy vs pod IP (same client, a token-less pod), Rayfine at the pod IP."""
+    """Median seconds per call: proxy vs pod IP (one client, a token-less pod), Rayfine's client."""
     import urllib3
 
     import rayfine_core as rf
@@ -127,10 +130,14 @@ def call_latencies(kube: Any, image: str, calls: int) -> dict[str, float]:
     with rf.load_env(IMAGE, runtime="kubernetes") as env:
         for _ in range(50):
             env.echo(1)
-        out["rayfine client -> pod IP"] = median_of([timed(lambda: env.echo(1)) for _ in range(calls)])
+        out["rayfine client -> pod IP"] = median_of(
+            [timed(lambda: env.echo(1)) for _ in range(calls)]
+        )
     name = f"open-{uuid.uuid4().hex[:8]}"
     pods = "/api/v1/namespaces/default/pods"
-    variables = [{"name": "RAYFINE_INSECURE_NO_TOKEN", "value": "1"}]  # no token: measures transport only
+    variables = [
+        {"name": "RAYFINE_INSECURE_NO_TOKEN", "value": "1"}
+    ]  # no token: measures transport only
     kube.request(
         "POST",
         pods,
@@ -138,7 +145,10 @@ def call_latencies(kube: Any, image: str, calls: int) -> dict[str, float]:
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name},
-            "spec": {"restartPolicy": "Never", "containers": [{"name": "env", "image": image, "env": variables}]},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "env", "image": image, "env": variables}],
+            },
         },
     )
     try:
@@ -154,7 +164,10 @@ def call_latencies(kube: Any, image: str, calls: int) -> dict[str, float]:
         for url in (direct, direct):  # wait for the server
             for _ in range(400):
                 try:
-                    if http.request("GET", url.replace("/call", "/health"), timeout=2).status == 200:
+                    if (
+                        http.request("GET", url.replace("/call", "/health"), timeout=2).status
+                        == 200
+                    ):
                         break
                 except urllib3.exceptions.HTTPError:
                     pass
@@ -163,7 +176,7 @@ def call_latencies(kube: Any, image: str, calls: int) -> dict[str, float]:
             ("same client -> pod IP", direct, {}),
             ("same client -> API server pod proxy", proxy, dict(creds.headers)),
         ):
-            post = lambda: http.request("POST", url, body=body, headers={**headers, **extra})  # noqa: E731
+            post = _poster(http, url, body, {**headers, **extra})
             for _ in range(50):
                 assert post().status == 200
             out[label] = median_of([timed(post) for _ in range(calls)])
@@ -172,8 +185,14 @@ def call_latencies(kube: Any, image: str, calls: int) -> dict[str, float]:
     with rf.load_env(IMAGE, runtime="docker") as env:  # Unix socket on this host (same image)
         for _ in range(50):
             env.echo(1)
-        out["rayfine client -> docker UDS (this host)"] = median_of([timed(lambda: env.echo(1)) for _ in range(calls)])
+        out["rayfine client -> docker UDS (this host)"] = median_of(
+            [timed(lambda: env.echo(1)) for _ in range(calls)]
+        )
     return out
+
+
+def _poster(http: Any, url: str, body: bytes, headers: dict[str, str]) -> Callable[[], Any]:
+    return lambda: http.request("POST", url, body=body, headers=headers)
 
 
 # -- (c) concurrent starts ----------------------------------------------------------
@@ -228,13 +247,29 @@ def main() -> None:
     ours = [rayfine_start(rf) for _ in range(rounds)]
     bare = [bare_start(kube, pinned, token) for _ in range(rounds)]
     a, b = median_of(ours), median_of(bare)
-    rows.append(("(a) pod start -> first result", f"{a:.2f} s", f"bare pod, polled {b:.2f} s", f"{a / b:.2f}x"))
+    rows.append(
+        (
+            "(a) pod start -> first result",
+            f"{a:.2f} s",
+            f"bare pod, polled {b:.2f} s",
+            f"{a / b:.2f}x",
+        )
+    )
     lat = call_latencies(kube, pinned, calls)
     uds = lat["rayfine client -> docker UDS (this host)"]
     for label, value in lat.items():
-        rows.append((f"(b) one call: {label}", f"{value * 1000:.2f} ms", "docker UDS", f"{value / uds:.2f}x"))
+        rows.append(
+            (
+                f"(b) one call: {label}",
+                f"{value * 1000:.2f} ms",
+                "docker UDS",
+                f"{value / uds:.2f}x",
+            )
+        )
     proxy, direct = lat["same client -> API server pod proxy"], lat["same client -> pod IP"]
-    rows.append(("(b) API server proxy over pod IP (same client)", "", "", f"{proxy / direct:.2f}x"))
+    rows.append(
+        ("(b) API server proxy over pod IP (same client)", "", "", f"{proxy / direct:.2f}x")
+    )
     two, two_nodes = many_starts(rf, args.envs)
     kubectl("cordon", "n2")
     try:
@@ -242,12 +277,26 @@ def main() -> None:
     finally:
         kubectl("uncordon", "n2")
     rows.append(
-        (f"(c) {args.envs} concurrent starts -> first result", f"{two:.2f} s on {len(two_nodes)} nodes",
-         f"{one:.2f} s on {len(one_nodes)} node", f"{two / one:.2f}x")
+        (
+            f"(c) {args.envs} concurrent starts -> first result",
+            f"{two:.2f} s on {len(two_nodes)} nodes",
+            f"{one:.2f} s on {len(one_nodes)} node",
+            f"{two / one:.2f}x",
+        )
     )
     single = median_of(ours)
-    rows.append((f"(c) {args.envs} starts vs one start", f"{two:.2f} s", f"{single:.2f} s", f"{two / single:.1f}x"))
-    width = [max(len(r[i]) for r in rows + [("measurement", "rayfine", "baseline", "ratio")]) for i in range(4)]
+    rows.append(
+        (
+            f"(c) {args.envs} starts vs one start",
+            f"{two:.2f} s",
+            f"{single:.2f} s",
+            f"{two / single:.1f}x",
+        )
+    )
+    width = [
+        max(len(r[i]) for r in rows + [("measurement", "rayfine", "baseline", "ratio")])
+        for i in range(4)
+    ]
     header = ("measurement", "rayfine", "baseline", "ratio")
     for row in [header, tuple("-" * w for w in width), *rows]:
         print(" | ".join(cell.ljust(w) for cell, w in zip(row, width)))

@@ -37,7 +37,7 @@ def pod_of(env: rf.Environment, kubectl) -> dict:
 
 
 def test_affine_example_end_to_end(k8s_cluster):
-    """Build and push environments/affine, start it on the cluster, evaluate, compare with in-process."""
+    """Build and push environments/affine, run it on the cluster, compare with in-process."""
     tag = "k8s-affine:latest"
     image_id = rf.build_image_from_env(REPO / "environments" / "affine", tag, runtime="kubernetes")
     runtime = rf.get_runtime("kubernetes")
@@ -63,7 +63,9 @@ def test_pods_land_on_both_nodes(rayfine_image, kubectl):
     async def start_four():
         envs = await rf.aload_envs(image, 4, runtime="kubernetes")
         try:
-            return [e.handle.id for e in envs], await asyncio.gather(*(e.add(i) for i, e in enumerate(envs)))
+            return [e.handle.id for e in envs], await asyncio.gather(
+                *(e.add(i) for i, e in enumerate(envs))
+            )
         finally:
             await asyncio.gather(*(e.cleanup() for e in envs))
 
@@ -72,7 +74,9 @@ def test_pods_land_on_both_nodes(rayfine_image, kubectl):
     nodes = set()
     for env_id in ids:
         namespace, _, pod = names.split_id(env_id)
-        out = kubectl("get", "pod", "-n", namespace, pod, "-o", "jsonpath={.spec.nodeName}", check=False)
+        out = kubectl(
+            "get", "pod", "-n", namespace, pod, "-o", "jsonpath={.spec.nodeName}", check=False
+        )
         nodes.add(out)
     assert {"n1", "n2"} <= nodes, nodes
 
@@ -117,7 +121,9 @@ def test_secrets_are_never_readable_from_the_pod_spec_events_or_logs(rayfine_ima
         for secret in ours:  # owned by the pod: the cluster deletes them with it
             (owner,) = secret["metadata"]["ownerReferences"]
             assert (owner["kind"], owner["name"]) == ("Pod", pod)
-        token_b64 = next(s for s in ours if s["metadata"]["name"].endswith("-token"))["data"]["token"]
+        token_b64 = next(s for s in ours if s["metadata"]["name"].endswith("-token"))["data"][
+            "token"
+        ]
         import base64
 
         token = base64.b64decode(token_b64).decode()
@@ -183,14 +189,16 @@ def test_sigkilled_client_leaves_no_pod_after_the_backstop(rayfine_image, kubect
     assert gone_after > lease - 3  # the backstop, not something else, removed it
     time.sleep(2)  # the garbage collector follows the pod
     assert job not in kubectl("get", "secrets", "-n", namespace, "-o", "name")
-    reason = kubectl("get", "job", "-n", namespace, job, "-o", "jsonpath={.status.conditions[0].reason}")
+    reason = kubectl(
+        "get", "job", "-n", namespace, job, "-o", "jsonpath={.status.conditions[0].reason}"
+    )
     assert reason == "DeadlineExceeded"
     rf.get_runtime("kubernetes").stop(env_id, timeout=0)  # the failed Job object itself
     print(f"pod gone {gone_after:.1f} s after SIGKILL (lease {lease} s)")
 
 
 def test_orphans_of_a_killed_client_are_reaped_at_once(rayfine_image, kubectl):
-    """Before the backstop fires, the next Rayfine process on this host removes them (owner labels)."""
+    """Before the backstop fires, the next Rayfine process on this host reaps them (labels)."""
     mark = uuid.uuid4().hex
     env_id = _killed_client(rayfine_image("kitchen-sink"), mark, lease=300)
     runtime = rf.get_runtime("kubernetes")

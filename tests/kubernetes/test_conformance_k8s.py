@@ -24,4 +24,3 @@ CANNOT = {
     "test_published_port_is_loopback_only": "capability host_ports=False: the server is reached"
     " through the API server or the pod IP, not a port on this host",
 }
-

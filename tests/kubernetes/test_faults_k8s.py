@@ -19,11 +19,12 @@ import pytest
 
 pytest.importorskip("rayfine_kubernetes")
 
+from rayfine_core.types import StartRequest  # noqa: E402
+from rayfine_kubernetes.api import Kube  # noqa: E402
+
 import rayfine_core as rf  # noqa: E402
 from rayfine_core import errors  # noqa: E402
-from rayfine_core.types import StartRequest  # noqa: E402
 from rayfine_kubernetes import KubernetesRuntime, Settings, names  # noqa: E402
-from rayfine_kubernetes.api import Kube  # noqa: E402
 
 pytestmark = [pytest.mark.engine, pytest.mark.kubernetes]
 
@@ -35,7 +36,7 @@ def node_of(env_id: str, kubectl) -> str:
 
 @pytest.fixture
 def lose_node(kubectl, cluster_sh):
-    """``lose_node(name)`` stops the node's kubelet and dockerd; it is back (Ready) after the test."""
+    """``lose_node(name)`` stops the node's kubelet and dockerd; back (Ready) after the test."""
     lost: list[str] = []
 
     def lose(node: str) -> None:
@@ -81,7 +82,7 @@ def test_node_lost_mid_call_is_a_typed_error_and_restart_moves_the_environment(
         assert env.add(1) == 3
         second = node_of(env.handle.id, kubectl)
         assert second != first
-        print(f"node {first} lost: typed error, then back on {second}, {detected:.1f} s after the loss")
+        print(f"node {first} lost: typed error, then on {second} {detected:.1f} s after the loss")
     assert detected < 30
 
 
@@ -139,7 +140,9 @@ def test_api_server_loss_is_engine_unavailable_from_every_method_within_the_dead
         freeze()
         mark = {"rayfine.test": uuid.uuid4().hex}
         request = StartRequest(
-            image=rayfine_image("kitchen-sink"), name=f"frozen-{mark['rayfine.test'][:8]}", labels=mark
+            image=rayfine_image("kitchen-sink"),
+            name=f"frozen-{mark['rayfine.test'][:8]}",
+            labels=mark,
         )
         calls = {
             "version": runtime.version,
@@ -180,17 +183,26 @@ def test_missing_runtime_class_or_quota_fails_fast_and_leaves_nothing(rayfine_im
     try:
         kubectl("create", "quota", "nopods", "-n", namespace, "--hard=pods=0")
         kubectl("create", "serviceaccount", "default", "-n", namespace, check=False)
-        request = StartRequest(image=rayfine_image("kitchen-sink"), name="quota", labels={"t": namespace})
+        request = StartRequest(
+            image=rayfine_image("kitchen-sink"), name="quota", labels={"t": namespace}
+        )
         request.options = {"namespace": namespace}  # type: ignore[attr-defined]
         started = time.monotonic()
         with pytest.raises(errors.StartError, match="exceeded quota"):
             runtime.start(request)
         assert time.monotonic() - started < 15
-        assert kubectl("get", "jobs,pods,secrets", "-n", namespace, "-o", "name").count("quota") == 0
+        assert (
+            kubectl("get", "jobs,pods,secrets", "-n", namespace, "-o", "name").count("quota") == 0
+        )
     finally:
         kubectl("delete", "namespace", namespace, "--wait=false", check=False)
     handler = json.dumps(
-        {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "gvisor"}, "handler": "runsc"}
+        {
+            "apiVersion": "node.k8s.io/v1",
+            "kind": "RuntimeClass",
+            "metadata": {"name": "gvisor"},
+            "handler": "runsc",
+        }
     )
     Path("/tmp/rayfine-k8s/runtimeclass.json").write_text(handler)
     kubectl("apply", "-f", "/tmp/rayfine-k8s/runtimeclass.json")
@@ -205,10 +217,10 @@ def test_missing_runtime_class_or_quota_fails_fast_and_leaves_nothing(rayfine_im
 
 
 def test_proxy_endpoint_reaches_the_server_through_the_api_server(rayfine_image, kubectl):
-    """The API server's pod proxy leads to the server, and its own Authorization never counts as the token."""
+    """The pod proxy reaches the server; the API server's Authorization is never the token."""
     import urllib3
-
     from rayfine_kubernetes.starting import proxy_endpoint
+
     from rayfine_kubernetes import compat
 
     with rf.load_env(rayfine_image("kitchen-sink"), runtime="kubernetes") as env:
@@ -227,11 +239,13 @@ def test_proxy_endpoint_reaches_the_server_through_the_api_server(rayfine_image,
         for _ in range(20):
             started = time.perf_counter()
             answer = http.request(
-                "GET", creds.server + prefix + "/health", headers={**headers, "X-Rayfine-Token": token}
+                "GET",
+                creds.server + prefix + "/health",
+                headers={**headers, "X-Rayfine-Token": token},
             )
             timings.append(time.perf_counter() - started)
         body = json.loads(answer.data)
-        # 200 from a server that reads X-Rayfine-Token (PROTOCOL.md); today's reads only Authorization.
+        # 200: a server reading X-Rayfine-Token (PROTOCOL.md); today's reads only Authorization.
         assert answer.status == 200 or body["error"]["kind"] == "unauthorized", body
         bare = http.request("GET", creds.server + prefix + "/health", headers=headers)
         assert bare.status == 401 and json.loads(bare.data)["error"]["kind"] == "unauthorized"

@@ -11,11 +11,12 @@ import pytest
 
 pytest.importorskip("rayfine_kubernetes")
 
-from rayfine_core import errors, labels  # noqa: E402
 from rayfine_core.types import Limits, StartRequest  # noqa: E402
-from rayfine_kubernetes import names, registry, spec, status  # noqa: E402
 from rayfine_kubernetes.deadline import DeadlineKeeper  # noqa: E402
 from rayfine_kubernetes.settings import Settings  # noqa: E402
+
+from rayfine_core import errors, labels  # noqa: E402
+from rayfine_kubernetes import names, registry, spec, status  # noqa: E402
 
 
 def test_labels_kubernetes_accepts_pass_unchanged_others_hash_stably():
@@ -26,12 +27,13 @@ def test_labels_kubernetes_accepts_pass_unchanged_others_hash_stably():
     assert encoded == names.encode_labels(odd)  # deterministic: selectors find them again
     assert all(names.valid_label_key(k) and names.valid_label_value(v) for k, v in encoded.items())
     assert len(set(encoded)) == 3
-    stored = {"annotations": names.annotations(odd, "n", "img"), "labels": encoded}
+    stored = {"annotations": names.notes(odd, "n", "img"), "labels": encoded}
     assert names.original_labels(stored) == odd
 
 
 @pytest.mark.parametrize(
-    "name", ["rayfine-affine-0123456789ab", "My_Env.1", "x" * 128, "a..b", "UPPER", "rayfine-" + "a" * 60]
+    "name",
+    ["rayfine-affine-0123456789ab", "My_Env.1", "x" * 128, "a..b", "UPPER", "rayfine-" + "a" * 60],
 )
 def test_object_names_are_dns_labels_and_distinct(name):
     made = names.object_name(name)
@@ -78,12 +80,17 @@ def test_no_value_of_a_secret_is_in_the_job_spec():
     assert "v4lue" not in job and "t0ken" not in job and "API_KEY" not in job
     secrets = [body for kind, body in plan.objects if kind == "secrets"]
     assert [s["metadata"]["name"] for s in secrets] == [plan.env_secret, plan.token_secret]
-    assert secrets[0]["stringData"] == {"API_KEY": "v4lue", "RAYFINE_TOKEN": "t0ken"}  # today's core
+    assert secrets[0]["stringData"] == {
+        "API_KEY": "v4lue",
+        "RAYFINE_TOKEN": "t0ken",
+    }  # today's core
     assert secrets[1]["stringData"] == {"token": "t0ken"}
 
 
 def test_pod_spec_is_hardened_and_limited():
-    pod = _job(spec.plan(_request(), "default", "img@sha256:" + "0" * 64, 300))["spec"]["template"]["spec"]
+    pod = _job(spec.plan(_request(), "default", "img@sha256:" + "0" * 64, 300))["spec"]["template"][
+        "spec"
+    ]
     (container,) = pod["containers"]
     assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
     assert pod["securityContext"] == {
@@ -93,7 +100,10 @@ def test_pod_spec_is_hardened_and_limited():
         "runAsGroup": 10001,
         "fsGroup": 10001,
     }
-    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+    assert container["securityContext"]["capabilities"] == {
+        "drop": ["ALL"],
+        "add": ["NET_BIND_SERVICE"],
+    }
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["resources"]["limits"] == {"memory": "512Mi", "cpu": "250m"}
     env = {e["name"]: e["value"] for e in container["env"]}
@@ -112,8 +122,12 @@ def test_deadline_only_for_attached_environments():
 def test_lost_nodes_are_excluded_and_options_pass_through():
     request = _request()
     request.options = {"node_selector": {"pool": "envs"}, "tolerations": [{"operator": "Exists"}]}  # type: ignore[attr-defined]
-    pod = _job(spec.plan(request, "default", "img", 300, avoid_nodes=["n2"]))["spec"]["template"]["spec"]
-    assert pod["nodeSelector"] == {"pool": "envs"} and pod["tolerations"] == [{"operator": "Exists"}]
+    pod = _job(spec.plan(request, "default", "img", 300, avoid_nodes=["n2"]))["spec"]["template"][
+        "spec"
+    ]
+    assert pod["nodeSelector"] == {"pool": "envs"} and pod["tolerations"] == [
+        {"operator": "Exists"}
+    ]
     term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert term["nodeSelectorTerms"][0]["matchFields"][0]["values"] == ["n2"]
     request.options = {"nodeSelector": {}}  # type: ignore[attr-defined]
@@ -122,7 +136,8 @@ def test_lost_nodes_are_excluded_and_options_pass_through():
 
 
 @pytest.mark.parametrize(
-    ("given", "expected"), [("512m", "512Mi"), ("2g", "2Gi"), ("1.5g", "1.5Gi"), ("1024", "1024"), ("64k", "64Ki")]
+    ("given", "expected"),
+    [("512m", "512Mi"), ("2g", "2Gi"), ("1.5g", "1.5Gi"), ("1024", "1024"), ("64k", "64Ki")],
 )
 def test_memory_quantities(given, expected):
     assert spec.memory_quantity(given) == expected
@@ -167,9 +182,13 @@ def test_states_from_pod_status():
 
 def test_start_progress_tells_waiting_from_hopeless():
     assert status.progress(_pod({"running": {}})).done
-    missing = status.progress(_pod({"waiting": {"reason": "ErrImagePull", "message": "manifest unknown"}}))
+    missing = status.progress(
+        _pod({"waiting": {"reason": "ErrImagePull", "message": "manifest unknown"}})
+    )
     assert missing.failure and missing.image_missing
-    hiccup = status.progress(_pod({"waiting": {"reason": "ErrImagePull", "message": "i/o timeout"}}))
+    hiccup = status.progress(
+        _pod({"waiting": {"reason": "ErrImagePull", "message": "i/o timeout"}})
+    )
     assert not hiccup.failure and not hiccup.done
     assert status.progress(_pod({"waiting": {"reason": "CreateContainerConfigError"}})).failure
 
@@ -182,7 +201,10 @@ def test_deadlines_move_forward_from_creation_without_comparing_clocks():
     keeper.track("default", "job", time.monotonic() - 100)
     keeper.renew_all()
     ((namespace, job, seconds),) = renewed
-    assert (namespace, job) == ("default", "job") and 160 <= seconds <= 161  # window + age, rounded up
+    assert (namespace, job) == (
+        "default",
+        "job",
+    ) and 160 <= seconds <= 161  # window + age, rounded up
     keeper.untrack("default", "job")
     keeper.renew_all()
     assert len(renewed) == 1
@@ -191,7 +213,11 @@ def test_deadlines_move_forward_from_creation_without_comparing_clocks():
 
 def test_settings_come_from_the_environment_and_are_checked():
     settings = Settings.from_env(
-        {"RAYFINE_K8S_NAMESPACE": "envs", "RAYFINE_K8S_ACCESS": "pod-ip", "RAYFINE_K8S_REGISTRY": "r/x/"}
+        {
+            "RAYFINE_K8S_NAMESPACE": "envs",
+            "RAYFINE_K8S_ACCESS": "pod-ip",
+            "RAYFINE_K8S_REGISTRY": "r/x/",
+        }
     )
     assert (settings.namespace, settings.access, settings.registry) == ("envs", "pod-ip", "r/x")
     assert Settings.from_env({}, namespace="other").namespace == "other"

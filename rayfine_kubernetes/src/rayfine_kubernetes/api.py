@@ -99,7 +99,7 @@ class Kube:
         except (ConfigException, OSError, ValueError, TypeError) as exc:
             raise errors.EngineUnavailableError(
                 f"No usable Kubernetes configuration ({exc}). Point KUBECONFIG at a kubeconfig"
-                " (and RAYFINE_K8S_CONTEXT at a context), or run inside a pod with a service account."
+                " (and RAYFINE_K8S_CONTEXT at a context), or run in a pod with a service account."
             ) from exc
         configuration.retries = False  # one attempt per call: the caller's deadline is the deadline
         configuration.connection_pool_maxsize = POOL_SIZE
@@ -165,7 +165,9 @@ class Kube:
         :param read_timeout: longest silence; None: wait forever (a followed log).
         The connection is closed when the caller stops iterating.
         """
-        response = self._send("GET", path, query, None, "", read_timeout, stream=True, endless=read_timeout is None)
+        response = self._send(
+            "GET", path, query, None, "", read_timeout, stream=True, endless=read_timeout is None
+        )
         try:
             pending = b""
             for chunk in response.stream(64 * 1024, decode_content=True):
@@ -239,10 +241,15 @@ class Kube:
                 f" ({method} {path}: HTTP {response.status}: {message}). Retry later."
             )
         return KubeError(
-            response.status, str(status.get("reason") or response.reason), message, f"{method} {path}"
+            response.status,
+            str(status.get("reason") or response.reason),
+            message,
+            f"{method} {path}",
         )
 
-    def _unavailable(self, method: str, path: str, exc: BaseException) -> errors.EngineUnavailableError:
+    def _unavailable(
+        self, method: str, path: str, exc: BaseException
+    ) -> errors.EngineUnavailableError:
         return errors.EngineUnavailableError(
             f"The Kubernetes API server at {self.server} did not answer {method} {path}"
             f" ({type(exc).__name__}: {exc}). Check the cluster (kubectl cluster-info) and"

@@ -60,11 +60,11 @@ except ImportError:  # pragma: no cover - depends on the core's version
 
 _ENDPOINT_FIELDS = {f.name for f in dataclasses.fields(Endpoint)}
 CLIENT_SPEAKS_PROXY = {"scheme", "path_prefix", "headers", "tls"} <= _ENDPOINT_FIELDS
-"""Whether the core's client can send requests through the API server (path prefix, headers, TLS)."""
+"""Whether the core's client can go through the API server (path prefix, headers, TLS)."""
 
 
 def make_endpoint(**fields: Any) -> Endpoint:
-    """An :class:`Endpoint` with the contract's fields (only the core's own fields if it lacks them)."""
+    """An :class:`Endpoint` with the contract's fields (only the core's own, if it lacks them)."""
     if not CLIENT_SPEAKS_PROXY:
         fields = {key: value for key, value in fields.items() if key in _ENDPOINT_FIELDS}
     return Endpoint(**fields)

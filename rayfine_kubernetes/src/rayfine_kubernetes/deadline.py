@@ -76,7 +76,9 @@ class DeadlineKeeper:
                 self._renew(namespace, job, seconds)
             except errors.RayfineError as exc:
                 # Not fatal yet: the window allows a few missed renewals.
-                log.warning("rayfine: could not renew the deadline of %s/%s: %s", namespace, job, exc)
+                log.warning(
+                    "rayfine: could not renew the deadline of %s/%s: %s", namespace, job, exc
+                )
 
     def _run(self) -> None:
         while not self._wake.wait(self.interval):

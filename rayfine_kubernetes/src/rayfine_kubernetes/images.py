@@ -1,4 +1,4 @@
-"""Images for the cluster: built by the local Docker engine, pushed to the registry, read back from it.
+"""Images for the cluster: built by the local Docker engine, pushed, read back from the registry.
 
 A cluster's nodes pull images; they never see this host's engine.  So
 ``build`` builds with the ``docker`` runtime (its client, its credentials)
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from rayfine_core import errors
 from rayfine_core.types import BuildRequest
+
+from rayfine_core import errors
 
 from .registry import Reference, Registry, parse
 
@@ -25,7 +26,7 @@ class Images:
         self.registry = Registry(timeout)
 
     def reference(self, image: str) -> Reference:
-        """Where the cluster finds ``image`` (ValidationError if malformed or no registry is set)."""
+        """Where the cluster finds ``image`` (ValidationError: malformed, or no registry set)."""
         return parse(image, self._default)
 
     def labels(self, image: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ NAME_ANNOTATION = ANNOTATION_PREFIX + "name"
 IMAGE_ANNOTATION = ANNOTATION_PREFIX + "image"
 HASHED_KEY_PREFIX = "labels.rayfine.dev/"
 MAX_OBJECT_NAME = 52
-"""Job names are at most this long: the pod adds ``-xxxxx`` and ``job-name`` must stay a label value."""
+"""Longest Job name: the pod adds ``-xxxxx``, and ``job-name`` must stay a label value."""
 
 _NAME_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -77,7 +77,7 @@ def original_labels(metadata: Mapping[str, Any]) -> dict[str, str]:
     return dict(metadata.get("labels") or {})
 
 
-def annotations(labels: Mapping[str, str], name: str, image: str) -> dict[str, str]:
+def notes(labels: Mapping[str, str], name: str, image: str) -> dict[str, str]:
     return {
         LABELS_ANNOTATION: json.dumps(dict(labels), sort_keys=True),
         NAME_ANNOTATION: name,

@@ -24,7 +24,14 @@ REMEMBER = 120.0
 CACHE = 1.0
 """Seconds a verdict on a node is reused (many environments share a node)."""
 PROBE_TIMEOUT = 3.0
-_UNREACHABLE = ("dial tcp", "connection refused", "no route to host", "i/o timeout", "eof", "unreachable")
+_UNREACHABLE = (
+    "dial tcp",
+    "connection refused",
+    "no route to host",
+    "i/o timeout",
+    "eof",
+    "unreachable",
+)
 
 
 class Nodes:
@@ -43,7 +50,7 @@ class Nodes:
             return sorted(self._lost)
 
     def is_lost(self, namespace: str, pod: str, node: Optional[str]) -> bool:
-        """Whether the node running ``pod`` has stopped answering (checked at most once a second)."""
+        """Whether the node running ``pod`` stopped answering (checked at most once a second)."""
         if not node:
             return False
         now = time.monotonic()

@@ -119,7 +119,7 @@ class Registry:
         return digest, manifest
 
     def config(self, ref: Reference) -> tuple[str, str, dict[str, Any]]:
-        """``(manifest digest, image id, image config)``; the id is the config's digest, as Docker's."""
+        """``(manifest digest, image id, config)``; the id is the config's digest, as Docker's."""
         digest, manifest = self.manifest(ref)
         config_digest = str((manifest.get("config") or {}).get("digest") or "")
         if not config_digest:
@@ -166,7 +166,9 @@ class Registry:
         fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
         query = {"service": fields.get("service", ""), "scope": f"repository:{ref.repository}:pull"}
         headers = {"Authorization": "Basic " + credentials} if credentials else {}
-        response = self._request(ref, "GET", f"{fields.get('realm', '')}?{urlencode(query)}", headers)
+        response = self._request(
+            ref, "GET", f"{fields.get('realm', '')}?{urlencode(query)}", headers
+        )
         if response.status != 200:
             raise errors.RuntimeFailure(
                 f"The registry {ref.registry}'s token service refused access to {ref}"
@@ -207,7 +209,11 @@ class Registry:
             pool = self._pools.get(registry)
             if pool is None:
                 ca = registry_ca(registry)
-                pool = urllib3.PoolManager(maxsize=16, ca_certs=ca) if ca else urllib3.PoolManager(maxsize=16)
+                pool = (
+                    urllib3.PoolManager(maxsize=16, ca_certs=ca)
+                    if ca
+                    else urllib3.PoolManager(maxsize=16)
+                )
                 self._pools[registry] = pool
             return pool
 
@@ -227,7 +233,7 @@ def _platform_manifest(manifests: list[dict[str, Any]]) -> Optional[str]:
 
 
 def registry_ca(registry: str) -> Optional[str]:
-    """The CA file to trust for ``registry``: ``RAYFINE_K8S_REGISTRY_CA``, else Docker's certs.d one."""
+    """The CA file for ``registry``: ``RAYFINE_K8S_REGISTRY_CA``, else Docker's certs.d one."""
     explicit = os.environ.get("RAYFINE_K8S_REGISTRY_CA")
     if explicit:
         return explicit

@@ -18,7 +18,6 @@ import codecs
 import threading
 from typing import Any, ClassVar, Iterator, Mapping, Optional
 
-from rayfine_core import errors
 from rayfine_core.runtime import Runtime
 from rayfine_core.types import (
     BuildRequest,
@@ -53,7 +52,9 @@ class KubernetesRuntime(Runtime):
         follow_logs=True,
         builds=True,  # with the local Docker engine, then pushed
         user=True,
-        isolation=frozenset({"container"}),  # gvisor/kata: RuntimeClasses, where the cluster has them
+        isolation=frozenset(
+            {"container"}
+        ),  # gvisor/kata: RuntimeClasses, where the cluster has them
         local_host=False,
         engine_restartable=False,
     )
@@ -173,7 +174,9 @@ class KubernetesRuntime(Runtime):
         jobs = self._kube.request("GET", starting.collection(namespace, "jobs"), query=query)
         pods = self._kube.request("GET", starting.collection(namespace, "pods"), query=query)
         newest: dict[str, Any] = {}
-        for pod in sorted(pods.get("items") or (), key=lambda p: p["metadata"]["creationTimestamp"]):
+        for pod in sorted(
+            pods.get("items") or (), key=lambda p: p["metadata"]["creationTimestamp"]
+        ):
             newest[(pod["metadata"].get("labels") or {}).get("job-name", "")] = pod
         records = [
             status.record(job, newest.get(job["metadata"]["name"]), self.name)

@@ -1,16 +1,18 @@
 """What the runtime is configured with: constructor arguments, else ``RAYFINE_K8S_*`` variables.
 
-| variable | meaning (default) |
-| --- | --- |
-| ``KUBECONFIG`` | kubeconfig file(s) (``~/.kube/config``); in a pod without one, the service account |
-| ``RAYFINE_K8S_CONTEXT`` | kubeconfig context (the file's current context) |
-| ``RAYFINE_K8S_NAMESPACE`` | namespace of the pods (the context's namespace, else ``default``) |
-| ``RAYFINE_K8S_ACCESS`` | ``proxy`` (through the API server), ``pod-ip``, or ``auto`` (pod IP inside the cluster, proxy outside) |
-| ``RAYFINE_K8S_REGISTRY`` | registry (and path) images are pushed to and pulled from, e.g. ``registry.example.com/team`` |
-| ``RAYFINE_K8S_LEASE_SECONDS`` | backstop: a pod whose client stopped renewing for this long is deleted (300; 0 = off) |
-| ``RAYFINE_K8S_START_TIMEOUT`` | seconds a start may wait for scheduling and the image pull (300) |
-| ``RAYFINE_ENGINE_TIMEOUT`` | deadline of each API call, in seconds (30) |
-| ``RAYFINE_K8S_NETWORK_POLICY`` | ``1``: the cluster enforces NetworkPolicy, so ``network="none"`` may be asked for |
+* ``KUBECONFIG``: kubeconfig file(s) (``~/.kube/config``); in a pod without one,
+  the service account.
+* ``RAYFINE_K8S_CONTEXT``: kubeconfig context (the file's current one).
+* ``RAYFINE_K8S_NAMESPACE``: namespace of the pods (the context's, else ``default``).
+* ``RAYFINE_K8S_ACCESS``: ``proxy`` (through the API server), ``pod-ip``, or
+  ``auto`` (pod IP inside the cluster, proxy outside).
+* ``RAYFINE_K8S_REGISTRY``: where images are pushed and pulled, ``host[:port][/path]``.
+* ``RAYFINE_K8S_LEASE_SECONDS``: the backstop; a pod whose client stopped renewing
+  for this long is deleted (300; 0 = off).
+* ``RAYFINE_K8S_START_TIMEOUT``: longest wait for scheduling and the image pull (300 s).
+* ``RAYFINE_ENGINE_TIMEOUT``: deadline of each API call (30 s).
+* ``RAYFINE_K8S_NETWORK_POLICY``: ``1`` when the cluster enforces NetworkPolicy, so
+  ``network="none"`` may be asked for.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class Settings:
             )
         if self.lease_seconds != 0 and self.lease_seconds < 10:
             raise ValidationError(
-                f"RAYFINE_K8S_LEASE_SECONDS must be 0 (off) or at least 10, got {self.lease_seconds}."
+                f"RAYFINE_K8S_LEASE_SECONDS must be 0 (off) or >= 10, got {self.lease_seconds}."
             )
         for name in ("start_timeout", "api_timeout"):
             if getattr(self, name) <= 0:

@@ -75,7 +75,7 @@ def plan(
     check_options(options)
     job = names.object_name(request.name)
     labels = names.encode_labels(request.labels)
-    notes = names.annotations(request.labels, request.name, request.image)
+    notes = names.notes(request.labels, request.name, request.image)
     token = compat.token(request)
     env = {k: v for k, v in request.env.items() if k not in _SERVER_VARIABLES}
     result = Plan(
@@ -121,7 +121,10 @@ def _job(
         "backoffLimit": 0,
         "completions": 1,
         "parallelism": 1,
-        "template": {"metadata": {"labels": meta["labels"], "annotations": meta["annotations"]}, "spec": pod},
+        "template": {
+            "metadata": {"labels": meta["labels"], "annotations": meta["annotations"]},
+            "spec": pod,
+        },
     }
     from rayfine_core import labels as rf_labels
 
@@ -129,7 +132,12 @@ def _job(
         spec["activeDeadlineSeconds"] = lease_seconds
         # Clusters >= 1.21 also delete the finished Job (and so its pod); 1.20 ignores it.
         spec["ttlSecondsAfterFinished"] = max(lease_seconds, 600)
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {**meta, "name": name}, "spec": spec}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {**meta, "name": name},
+        "spec": spec,
+    }
 
 
 def _pod_spec(
@@ -176,7 +184,9 @@ def _pod_spec(
                 },
             }
         )
-        container["volumeMounts"].append({"name": "token", "mountPath": TOKEN_DIR, "readOnly": True})
+        container["volumeMounts"].append(
+            {"name": "token", "mountPath": TOKEN_DIR, "readOnly": True}
+        )
     service_account = options.get("service_account")
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -198,9 +208,15 @@ def _pod_spec(
     if runtime_class:
         pod["runtimeClassName"] = runtime_class
     if avoid_nodes:
-        term = {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": sorted(avoid_nodes)}]}
+        term = {
+            "matchFields": [
+                {"key": "metadata.name", "operator": "NotIn", "values": sorted(avoid_nodes)}
+            ]
+        }
         pod["affinity"] = {
-            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}
+            }
         }
     return pod
 
@@ -284,7 +300,8 @@ def _runtime_class(request: StartRequest, options: Mapping[str, Any]) -> Optiona
         return None
     if isolation not in RUNTIME_CLASSES:
         raise ValidationError(
-            f"Unknown isolation {isolation!r}. Choose one of: container, {', '.join(RUNTIME_CLASSES)}"
+            f"Unknown isolation {isolation!r}. Choose one of: container,"
+            f" {', '.join(RUNTIME_CLASSES)}"
             " (or name a RuntimeClass with options={'runtime_class_name': ...})."
         )
     return RUNTIME_CLASSES[isolation]

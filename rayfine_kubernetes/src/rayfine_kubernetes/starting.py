@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from rayfine_core import errors
 from rayfine_core.types import ContainerHandle, Endpoint, StartRequest
+
+from rayfine_core import errors
 
 from . import compat, names, spec, status, watch
 from .api import Kube, KubeError, path
@@ -83,10 +84,18 @@ def start(cluster: Cluster, request: StartRequest) -> ContainerHandle:
         endpoint = _endpoint(cluster, namespace, pod, request.container_port)
     except BaseException as exc:
         cluster.deadlines.untrack(namespace, plan.job)
-        remove(cluster.kube, namespace, plan.job, "", grace=0, only=created + [("pods", p) for p in seen])
+        remove(
+            cluster.kube,
+            namespace,
+            plan.job,
+            "",
+            grace=0,
+            only=created + [("pods", p) for p in seen],
+        )
         if isinstance(exc, watch.StartFailed) and exc.image_missing:
             raise errors.ImageNotFoundError(
-                f"The cluster cannot pull {request.image!r} ({image}): {exc}. Build and push it with"
+                f"The cluster cannot pull {request.image!r} ({image}): {exc}."
+                " Build and push it with"
                 f" build_image_from_env(ENV_DIR, {request.image!r}, runtime='kubernetes')."
             ) from exc
         raise
@@ -114,7 +123,8 @@ def _check_network(request: StartRequest, settings: Settings) -> None:
     if not settings.network_policy:
         raise errors.ValidationError(
             "network='none' on Kubernetes is a NetworkPolicy that only a cluster whose network"
-            " plugin enforces NetworkPolicy honours; if yours does, set RAYFINE_K8S_NETWORK_POLICY=1."
+            " plugin enforces NetworkPolicy honours; if yours does,"
+            " set RAYFINE_K8S_NETWORK_POLICY=1."
         )
 
 
@@ -142,7 +152,8 @@ def _refused(exc: KubeError, plan: spec.Plan, name: str) -> errors.RayfineError:
         )
     if exc.status in (401, 403):
         return errors.StartError(
-            f"Kubernetes refused to create {name!r} in namespace {plan.namespace}: {exc.api_message}."
+            f"Kubernetes refused to create {name!r} in namespace {plan.namespace}:"
+            f" {exc.api_message}."
             " The account needs create/get/list/watch/patch/delete on pods, pods/log, jobs,"
             " secrets (see rayfine_kubernetes/README.md)."
         )
@@ -205,7 +216,9 @@ def proxy_endpoint(kube: Kube, namespace: str, pod: str, port: int) -> Endpoint:
             server_hostname=creds.server_hostname,
             verify=creds.verify,
         )
-    prefix = url.path.rstrip("/") + path("api", "v1", "namespaces", namespace, "pods", f"{pod}:{port}", "proxy")
+    prefix = url.path.rstrip("/") + path(
+        "api", "v1", "namespaces", namespace, "pods", f"{pod}:{port}", "proxy"
+    )
     return compat.make_endpoint(
         scheme=url.scheme,
         host=url.hostname or "",
@@ -245,9 +258,13 @@ def remove(
     _delete(kube, collection(namespace, "networkpolicies"), mine, forbidden_is_fine=True)
 
 
-def _delete(kube: Kube, where: str, query: Mapping[str, Any], forbidden_is_fine: bool = False) -> None:
+def _delete(
+    kube: Kube, where: str, query: Mapping[str, Any], forbidden_is_fine: bool = False
+) -> None:
     try:
         kube.request("DELETE", where, query=query)
     except KubeError as exc:
         if exc.status != 404 and not (forbidden_is_fine and exc.status == 403):
-            raise errors.RuntimeFailure(f"Kubernetes could not delete {where}: {exc.api_message}") from exc
+            raise errors.RuntimeFailure(
+                f"Kubernetes could not delete {where}: {exc.api_message}"
+            ) from exc

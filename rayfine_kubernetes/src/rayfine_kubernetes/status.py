@@ -31,7 +31,7 @@ FATAL_WAITING = {
 
 @dataclass(frozen=True)
 class StartProgress:
-    """Where a starting pod is: ``done`` (running or already exited), ``failure`` or still waiting."""
+    """Where a starting pod is: ``done`` (running or exited), ``failure``, or still waiting."""
 
     done: bool = False
     failure: Optional[str] = None
