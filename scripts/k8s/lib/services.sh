@@ -72,10 +72,13 @@ start_dockerd() {
     cat >"$d/daemon.json" <<JSON
 {"hosts": ["unix://$d/docker.sock"], "data-root": "$CACHE/nodes/$node/docker", "exec-root": "$d/exec",
  "pidfile": "$d/docker.pid", "bip": "$POD_NET.$i.1/24", "iptables": false, "ip-masq": false,
- "userland-proxy": false, "cgroup-parent": "rayfine-k8s-$node", "storage-driver": "overlay2",
+ "userland-proxy": false, "cgroup-parent": "/rayfine-k8s-$node", "storage-driver": "overlay2",
  "insecure-registries": ["$REGISTRY"], "log-opts": {"max-size": "10m"}}
 JSON
-    spawn "dockerd-$node" in_node "$node" dockerd --config-file "$d/daemon.json"
+    # Under its own name: a `pkill dockerd` / `killall dockerd` aimed at the host's engine
+    # (other users of this machine restart theirs) must not take the nodes down with it.
+    ln -sfn "$(command -v dockerd)" "$CACHE/node-dockerd"
+    spawn "dockerd-$node" in_node "$node" "$CACHE/node-dockerd" --config-file "$d/daemon.json"
     wait_for 30 "dockerd on $node" docker -H "unix://$d/docker.sock" version
 }
 
