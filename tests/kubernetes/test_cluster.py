@@ -83,13 +83,20 @@ def test_pods_land_on_both_nodes(rayfine_image, kubectl):
 
 def test_memory_and_cpu_limits_and_oom(rayfine_image):
     image = rayfine_image("kitchen-sink")
+    runtime = rf.get_runtime("kubernetes")
     with rf.load_env(image, runtime="kubernetes", mem_limit="256m", cpu_limit=0.5) as env:
         limits = env.cgroup_limits()
         assert limits["memory"] == str(256 * 1024 * 1024)
         assert limits["cpu"].split()[0] == "50000"
-        with pytest.raises(errors.ContainerDiedError) as info:
+        # ContainerDiedError when the kubelet reports the kill within the core's 3 s grace,
+        # else the dropped connection; either way the pod status then says OOMKilled, 137.
+        with pytest.raises((errors.ContainerDiedError, errors.TransportError)):
             env.allocate(400)
-        assert info.value.oom_killed and info.value.exit_code == 137
+        deadline = time.monotonic() + 20
+        while runtime.health(env.handle.id).running and time.monotonic() < deadline:
+            time.sleep(0.2)
+        state = runtime.health(env.handle.id)
+        assert (state.running, state.oom_killed, state.exit_code) == (False, True, 137)
 
 
 def test_pod_is_hardened(rayfine_image, kubectl):

@@ -41,13 +41,36 @@ class Nodes:
         self._kube = kube
         self._lost: dict[str, float] = {}  # node -> monotonic time it was found lost
         self._verdicts: dict[str, tuple[float, bool]] = {}
+        self._ready_since: dict[str, Optional[str]] = {}
         self._lock = threading.Lock()
 
     def recently_lost(self) -> list[str]:
+        """Nodes to keep new pods off: found lost lately, and not seen back since."""
         now = time.monotonic()
         with self._lock:
             self._lost = {n: t for n, t in self._lost.items() if now - t < REMEMBER}
+            candidates = list(self._lost)
+        back = [node for node in candidates if self._is_back(node)]
+        with self._lock:
+            for node in back:
+                self._lost.pop(node, None)
+                self._verdicts.pop(node, None)
             return sorted(self._lost)
+
+    def _is_back(self, node: str) -> bool:
+        """The node's kubelet reported Ready after we found it lost (needs ``get nodes``)."""
+        try:
+            found = self._kube.request(
+                "GET", path("api", "v1", "nodes", node), timeout=PROBE_TIMEOUT
+            )
+        except KubeError:
+            return False  # no permission, or gone: the time limit decides
+        for condition in (found.get("status") or {}).get("conditions") or ():
+            if condition.get("type") == "Ready":
+                since = self._ready_since.get(node)
+                changed = since is not None and condition.get("lastTransitionTime") != since
+                return condition.get("status") == "True" and changed
+        return False
 
     def is_lost(self, namespace: str, pod: str, node: Optional[str]) -> bool:
         """Whether the node running ``pod`` stopped answering (checked at most once a second)."""
@@ -61,9 +84,23 @@ class Nodes:
         lost = self._probe(namespace, pod)
         with self._lock:
             self._verdicts[node] = (time.monotonic(), lost)
-            if lost:
+            if lost and node not in self._lost:
                 self._lost[node] = time.monotonic()
+                self._ready_since[node] = self._ready_transition(node)
         return lost
+
+    def _ready_transition(self, node: str) -> Optional[str]:
+        """When the node's Ready condition last changed (to tell a later recovery), if readable."""
+        try:
+            found = self._kube.request(
+                "GET", path("api", "v1", "nodes", node), timeout=PROBE_TIMEOUT
+            )
+        except (KubeError, errors.EngineUnavailableError):
+            return None
+        for condition in (found.get("status") or {}).get("conditions") or ():
+            if condition.get("type") == "Ready":
+                return str(condition.get("lastTransitionTime"))
+        return None
 
     def _probe(self, namespace: str, pod: str) -> bool:
         log = path("api", "v1", "namespaces", namespace, "pods", pod, "log")
