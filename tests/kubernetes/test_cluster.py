@@ -25,6 +25,7 @@ pytest.importorskip("rayfine_kubernetes")
 
 import rayfine_core as rf  # noqa: E402
 from rayfine_core import errors, labels, reaper  # noqa: E402
+from rayfine_core.types import StartRequest  # noqa: E402
 from rayfine_kubernetes import names  # noqa: E402
 
 pytestmark = [pytest.mark.engine, pytest.mark.kubernetes]
@@ -226,3 +227,30 @@ def test_names_and_labels_kubernetes_would_refuse_round_trip(rayfine_image):
         (record,) = rf.get_runtime("kubernetes").list_containers(odd)
         assert record.name == name and record.labels["Team Name"] == "Ops & Research/ML"
         assert record.labels["x"] == "y" * 80 and record.status == "running"
+
+
+def test_command_logs_follow_and_exit_code(rayfine_image):
+    """A command override runs; logs and the followed stream come from the kubelet; exit 0."""
+    runtime = rf.get_runtime("kubernetes")
+    script = (
+        "import time\nfor i in range(3):\n    print('line', i, flush=True)\n    time.sleep(0.5)\n"
+    )
+    request = StartRequest(
+        image=rayfine_image("kitchen-sink"),
+        name=f"logs-{uuid.uuid4().hex[:8]}",
+        command=["python3", "-c", script],
+        labels={labels.OWNER: labels.OWNER_VALUE},
+    )
+    handle = runtime.start(request)
+    try:
+        followed = list(runtime.follow_logs(handle.id, tail=10))
+        assert followed == ["line 0\n", "line 1\n", "line 2\n"]
+        deadline = time.monotonic() + 20
+        while runtime.health(handle.id).running and time.monotonic() < deadline:
+            time.sleep(0.2)
+        state = runtime.health(handle.id)
+        assert (state.running, state.exit_code, state.oom_killed) == (False, 0, False)
+        assert runtime.logs(handle.id, tail=2) == "line 1\nline 2\n"
+    finally:
+        runtime.stop(handle.id, timeout=0)
+    assert runtime.health(handle.id).status == "removed"
