@@ -15,7 +15,6 @@ when the API server (or the registry) does not answer within
 from __future__ import annotations
 
 import codecs
-import threading
 from typing import Any, ClassVar, Iterator, Mapping, Optional
 
 from rayfine_core.runtime import Runtime
@@ -85,7 +84,6 @@ class KubernetesRuntime(Runtime):
         self._cluster = starting.Cluster(
             self._kube, self._images, self._nodes, self._deadlines, self.settings, self.name
         )
-        self._lock = threading.Lock()
 
     @property
     def api(self) -> Kube:

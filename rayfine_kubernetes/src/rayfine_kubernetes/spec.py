@@ -19,6 +19,8 @@ from typing import Any, Mapping, Optional, Sequence
 from rayfine_core.errors import ValidationError
 from rayfine_core.types import StartRequest
 
+from rayfine_core import labels as rf_labels
+
 from . import compat, names
 
 CONTAINER = "env"
@@ -126,8 +128,6 @@ def _job(
             "spec": pod,
         },
     }
-    from rayfine_core import labels as rf_labels
-
     if lease_seconds and labels.get(rf_labels.DETACHED) != "1":
         spec["activeDeadlineSeconds"] = lease_seconds
         # Clusters >= 1.21 also delete the finished Job (and so its pod); 1.20 ignores it.
@@ -309,8 +309,6 @@ def _runtime_class(request: StartRequest, options: Mapping[str, Any]) -> Optiona
 
 def _spread() -> dict[str, Any]:
     """Prefer spreading Rayfine pods over nodes (a preference: never blocks scheduling)."""
-    from rayfine_core import labels as rf_labels
-
     return {
         "maxSkew": 1,
         "topologyKey": "kubernetes.io/hostname",
@@ -320,8 +318,6 @@ def _spread() -> dict[str, Any]:
 
 
 def _network_policy(name: str, meta: Mapping[str, Any], request: StartRequest) -> dict[str, Any]:
-    from rayfine_core import labels as rf_labels
-
     env_id = request.labels.get(rf_labels.ENV_ID, "")
     return {
         "apiVersion": "networking.k8s.io/v1",
