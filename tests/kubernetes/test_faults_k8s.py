@@ -219,9 +219,8 @@ def test_missing_runtime_class_or_quota_fails_fast_and_leaves_nothing(rayfine_im
 def test_proxy_endpoint_reaches_the_server_through_the_api_server(rayfine_image, kubectl):
     """The pod proxy reaches the server; the API server's Authorization is never the token."""
     import urllib3
-    from rayfine_kubernetes.starting import proxy_endpoint
 
-    from rayfine_kubernetes import compat
+    from rayfine_kubernetes.starting import proxy_endpoint
 
     with rf.load_env(rayfine_image("kitchen-sink"), runtime="kubernetes") as env:
         namespace, job, pod = names.split_id(env.handle.id)
