@@ -70,8 +70,12 @@ def rayfine_start(rf: Any) -> float:
 
 def bare_start(kube: Any, image: str, token: str) -> float:
     """The same image as a bare pod: create it, poll its status, then its server, then call it."""
-    from rayfine_core.client import Client
-    from rayfine_core.types import Endpoint
+    from rayfine_core import Endpoint
+
+    try:  # the core's layout after its redesign, then before
+        from rayfine_core.transport.client import Client
+    except ImportError:
+        from rayfine_core.client import Client  # type: ignore[no-redef]
 
     name = f"bare-{uuid.uuid4().hex[:8]}"
     pods = "/api/v1/namespaces/default/pods"

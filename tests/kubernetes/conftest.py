@@ -21,6 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "scripts" / "k8s" / "cluster.sh"
+ACCESS = "RAYFINE_K8S_ACCESS"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -69,9 +70,13 @@ def k8s_cluster() -> Iterator[dict[str, str]]:
         sys.stderr.write(up.stderr)
         brought_up = True
     exports = _exports(cluster("env").stdout)
-    saved = {key: os.environ.get(key) for key in (*exports, "RAYFINE_BASE_IMAGE")}
+    saved = {key: os.environ.get(key) for key in (*exports, "RAYFINE_BASE_IMAGE", ACCESS)}
     os.environ.update(exports)
     os.environ.setdefault("RAYFINE_BASE_IMAGE", "rayfine/python:3.11-bookworm")
+    # This host reaches pod IPs (a route the cluster script adds). The API server's pod
+    # proxy is tested on its own (test_faults_k8s.py); run everything through it with
+    # RAYFINE_K8S_ACCESS=proxy once the server reads X-Rayfine-Token (PROTOCOL.md).
+    os.environ.setdefault(ACCESS, "pod-ip")
     try:
         yield exports
     finally:

@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("rayfine_kubernetes")
 
-from rayfine_core.types import StartRequest  # noqa: E402
+from rayfine_core import StartRequest  # noqa: E402
 from rayfine_kubernetes.api import Kube  # noqa: E402
 
 import rayfine_core as rf  # noqa: E402
@@ -261,7 +261,7 @@ def test_proxy_access_end_to_end(rayfine_image):
     """Through the API server only: start, call, stop (runs once the core's client speaks proxy)."""
     import secrets as tokens
 
-    from rayfine_core.client import Client
+    from rayfine_core.transport.client import Client  # type: ignore[import-not-found]
 
     runtime = KubernetesRuntime(access="proxy")
     token = tokens.token_urlsafe(16)

@@ -13,13 +13,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from rayfine_core.types import Endpoint, StartRequest
+from rayfine_core import Endpoint, StartRequest
 
 DEFAULT_USER = "10001:10001"
 """The contract's default ``StartRequest.user``."""
 
 try:  # the contract's types, once the core has them
-    from rayfine_core.runtime import Capabilities  # type: ignore[attr-defined]
+    from rayfine_core import Capabilities  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - depends on the core's version
 
     @dataclass(frozen=True)
@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - depends on the core's version
 
 
 try:
-    from rayfine_core.types import TLSConfig  # type: ignore[attr-defined]
+    from rayfine_core import TLSConfig  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - depends on the core's version
 
     @dataclass(frozen=True)
@@ -56,6 +56,12 @@ except ImportError:  # pragma: no cover - depends on the core's version
         server_hostname: Optional[str] = None
         pin_sha256: Optional[str] = None
         verify: bool = True
+
+
+def capabilities(**wanted: Any) -> Capabilities:
+    """:class:`Capabilities` with the fields this core knows (their names still move)."""
+    known = {f.name for f in dataclasses.fields(Capabilities)}
+    return Capabilities(**{k: v for k, v in wanted.items() if k in known})
 
 
 _ENDPOINT_FIELDS = {f.name for f in dataclasses.fields(Endpoint)}

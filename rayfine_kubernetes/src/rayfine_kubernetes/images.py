@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from rayfine_core.types import BuildRequest
-
-from rayfine_core import errors
+from rayfine_core import BuildRequest, errors
 
 from .registry import Reference, Registry, parse
 

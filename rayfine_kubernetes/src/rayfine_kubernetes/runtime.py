@@ -17,18 +17,18 @@ from __future__ import annotations
 import codecs
 from typing import Any, ClassVar, Iterator, Mapping, Optional
 
-from rayfine_core.runtime import Runtime
-from rayfine_core.types import (
+from rayfine_core import (
     BuildRequest,
     ContainerHandle,
     ContainerRecord,
     ContainerState,
+    Runtime,
     StartRequest,
 )
 
 from . import names, starting, status
 from .api import Kube, KubeError, path
-from .compat import Capabilities
+from .compat import Capabilities, capabilities
 from .deadline import DeadlineKeeper
 from .images import Images
 from .nodes import Nodes
@@ -40,7 +40,7 @@ class KubernetesRuntime(Runtime):
     """Runs environments as pods (configuration: see :mod:`rayfine_kubernetes.settings`)."""
 
     name = "kubernetes"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: ClassVar[Capabilities] = capabilities(
         unix_socket=False,  # the pod is on another machine: no host directory to share
         host_ports=False,  # reached through the API server or the pod IP instead
         network_none=False,  # only as a NetworkPolicy, where the cluster enforces them (opt-in)
@@ -56,6 +56,8 @@ class KubernetesRuntime(Runtime):
         ),  # gvisor/kata: RuntimeClasses, where the cluster has them
         local_host=False,
         engine_restartable=False,
+        http_apps=True,
+        runs_build_steps=True,  # the local Docker engine builds
     )
 
     def __init__(

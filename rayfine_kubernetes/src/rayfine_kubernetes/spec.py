@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
 from rayfine_core.errors import ValidationError
-from rayfine_core.types import StartRequest
 
+from rayfine_core import StartRequest
 from rayfine_core import labels as rf_labels
 
 from . import compat, names

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from rayfine_core.types import ContainerHandle, Endpoint, StartRequest
-
-from rayfine_core import errors
+from rayfine_core import ContainerHandle, Endpoint, StartRequest, errors
 
 from . import compat, names, spec, status, watch
 from .api import Kube, KubeError, path

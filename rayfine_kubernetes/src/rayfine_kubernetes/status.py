@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from rayfine_core.types import ContainerRecord, ContainerState
+from rayfine_core import ContainerRecord, ContainerState
 
 from . import names
 from .spec import CONTAINER
