@@ -14,7 +14,7 @@ die() { echo "[rayfine] error: $*" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
 BASE_IMAGE=rayfine/python:3.11-bookworm
-MEMBERS=(rayfine_core rayfine_docker rayfine_podman rayfine_server)
+MEMBERS=(rayfine_core rayfine_docker rayfine_podman rayfine_kubernetes rayfine_server)
 # Out-of-tree distributions installed too: the third-party plugin example is
 # tested (tests/test_third_party_plugin.py, conformance --rayfine-runtime example).
 EXTRAS=(examples/rayfine-example-runtime)
@@ -67,6 +67,7 @@ fi
 # --- (b) engines, (c) base image ---------------------------------------------
 
 bash "$REPO/scripts/install-engines.sh" "$@"
+bash "$REPO/scripts/install-gvisor.sh"  # isolation="gvisor": runsc for docker and podman
 bash "$REPO/scripts/make-base-image.sh" "$@" "$BASE_IMAGE"
 
 # The wheels every function-based image gets, downloaded once on the host (cached).

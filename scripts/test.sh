@@ -21,7 +21,8 @@ run() {  # run NAME PYTEST-ARGS...: one pytest session, recorded for the summary
 
 echo "[rayfine] === style (ruff format) and types (mypy) ==="
 .venv/bin/ruff format --check --quiet . || { echo "[rayfine] run: .venv/bin/ruff format ."; status=1; }
-.venv/bin/mypy rayfine_core/src rayfine_docker/src rayfine_podman/src rayfine_server/src || status=1
+.venv/bin/mypy rayfine_core/src rayfine_docker/src rayfine_podman/src rayfine_kubernetes/src \
+    rayfine_server/src || status=1
 
 # Offline: no engine may be touched (tests/conftest.py refuses it); coverage of the core's life.
 # (-p no:rayfine: the conformance plugin is not needed here, and loading it before coverage
@@ -29,12 +30,28 @@ echo "[rayfine] === style (ruff format) and types (mypy) ==="
 run offline -m "not engine" -p no:rayfine tests \
     --cov=rayfine_core.environment --cov-report=term --cov-fail-under=85 "$@"
 run server -p no:rayfine rayfine_server/tests "$@"  # in process; a tracer would skew its timeouts
-run engine-docker tests/engine --rayfine-runtime docker "$@"
+run engine-docker -m "engine and not kubernetes" tests --rayfine-runtime docker "$@"
 for runtime in docker podman example process; do
     run "conformance-$runtime" --pyargs rayfine_core.testing --rayfine-runtime "$runtime" "$@"
 done
+for runtime in docker podman; do  # the same suite with every container under gVisor
+    run "conformance-$runtime-gvisor" --pyargs rayfine_core.testing --rayfine-runtime "$runtime" \
+        --rayfine-isolation gvisor "$@"
+done
 # The engine run covered these on docker; the same fault and bad-input tests on podman.
 run engine-podman tests/engine/test_faults.py tests/engine/test_bad_input.py --rayfine-runtime podman "$@"
+
+# A real two-node Kubernetes (offline, from Debian's sources; binaries cached in
+# ~/.cache/rayfine/k8s), its tests and the conformance suite on it, then torn down.
+if bash scripts/k8s/cluster.sh up; then
+    run kubernetes -m kubernetes tests/kubernetes "$@"
+    eval "$(bash scripts/k8s/cluster.sh env)"
+    k8s_left="$("$RAYFINE_K8S_KUBECTL" get jobs,pods,secrets -A -l rayfine.owner=rayfine -o name 2>&1)"
+    [ -z "$k8s_left" ] || { echo "[rayfine] LEAK on Kubernetes: $k8s_left"; status=1; }
+else
+    echo "[rayfine] the Kubernetes test cluster did not come up"; status=1
+fi
+bash scripts/k8s/cluster.sh down || status=1
 
 leaks="$(docker ps -aq --filter label=rayfine.owner=rayfine; podman ps -aq --filter label=rayfine.owner=rayfine)"
 if [ -n "$leaks" ]; then

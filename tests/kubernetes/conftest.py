@@ -30,15 +30,6 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Conformance tests of what a cluster cannot do: expected to fail, with the capability."""
-    for item in items:
-        cannot = getattr(item.module, "CANNOT", {}) if item.module else {}
-        reason = cannot.get(getattr(item, "originalname", item.name))
-        if reason:
-            item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
-
-
 def cluster(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run ``scripts/k8s/cluster.sh ARGS`` and return its result."""
     return subprocess.run(

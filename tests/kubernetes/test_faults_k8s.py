@@ -24,7 +24,7 @@ from rayfine_kubernetes.api import Kube  # noqa: E402
 
 import rayfine_core as rf  # noqa: E402
 from rayfine_core import errors  # noqa: E402
-from rayfine_kubernetes import KubernetesRuntime, Settings, compat, names  # noqa: E402
+from rayfine_kubernetes import KubernetesRuntime, Settings, names  # noqa: E402
 
 pytestmark = [pytest.mark.engine, pytest.mark.kubernetes]
 
@@ -86,11 +86,6 @@ def test_node_lost_mid_call_is_a_typed_error_and_restart_moves_the_environment(
     assert detected < 30
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: a call without a timeout waits forever on a node that vanished (no FIN ever"
-    " comes): the client needs TCP keepalive, or a health watch on long calls",
-)
 def test_node_lost_mid_call_without_timeout(rayfine_image, kubectl, lose_node):
     with rf.load_env(rayfine_image("kitchen-sink"), runtime="kubernetes") as env:
         node = node_of(env.handle.id, kubectl)
@@ -227,9 +222,8 @@ def test_proxy_endpoint_reaches_the_server_through_the_api_server(rayfine_image,
         kube = Kube(Settings.from_env())
         creds = kube.credentials()
         prefix = f"/api/v1/namespaces/{namespace}/pods/{pod}:8000/proxy"
-        if compat.CLIENT_SPEAKS_PROXY:
-            endpoint = proxy_endpoint(kube, namespace, pod, 8000)
-            assert endpoint.path_prefix == prefix  # type: ignore[attr-defined]
+        endpoint = proxy_endpoint(kube, namespace, pod, 8000)
+        assert endpoint.path_prefix == prefix
         secret = json.loads(kubectl("get", "secret", "-n", namespace, f"{job}-token", "-o", "json"))
         token = base64.b64decode(secret["data"]["token"]).decode()
         http = urllib3.PoolManager(ca_certs=creds.ca_file)
@@ -244,8 +238,7 @@ def test_proxy_endpoint_reaches_the_server_through_the_api_server(rayfine_image,
             )
             timings.append(time.perf_counter() - started)
         body = json.loads(answer.data)
-        # 200: a server reading X-Rayfine-Token (PROTOCOL.md); today's reads only Authorization.
-        assert answer.status == 200 or body["error"]["kind"] == "unauthorized", body
+        assert answer.status == 200, body  # the server reads X-Rayfine-Token (PROTOCOL.md)
         bare = http.request("GET", creds.server + prefix + "/health", headers=headers)
         assert bare.status == 401 and json.loads(bare.data)["error"]["kind"] == "unauthorized"
         timings.sort()
@@ -253,33 +246,35 @@ def test_proxy_endpoint_reaches_the_server_through_the_api_server(rayfine_image,
         kube.close()
 
 
-@pytest.mark.skipif(
-    not compat.CLIENT_SPEAKS_PROXY,
-    reason="the core's client sends no path prefix, headers and TLS yet (RUNTIME-CONTRACT.md)",
-)
 def test_proxy_access_end_to_end(rayfine_image):
     """Through the API server only: start, call, stop (runs once the core's client speaks proxy)."""
     import secrets as tokens
 
-    from rayfine_core.transport.client import Client  # type: ignore[import-not-found]
+    from rayfine_core.transport.client import Client
+    from rayfine_core.transport.protocol import decode_result, encode_call
 
     runtime = KubernetesRuntime(access="proxy")
     token = tokens.token_urlsafe(16)
     request = StartRequest(image=rayfine_image("kitchen-sink"), name=f"proxy-{token[:6].lower()}")
-    request.token = token  # type: ignore[attr-defined]
+    request.token = token
     handle = runtime.start(request)
     try:
-        assert handle.endpoint.path_prefix  # type: ignore[attr-defined]
+        assert handle.endpoint.path_prefix
         client = Client(handle.endpoint, token)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if client.get("/health").status_code == 200:
+                if client.request("GET", "/health", timeout=5).status_code == 200:
                     break
             except errors.RayfineError:
                 pass
             time.sleep(0.1)
-        assert client.call("add", [1], {}, None) == 3
+        body = encode_call("add", [1], {}, None)
+        assert decode_result(*_status_and_body(client.request("POST", "/call", body)), "add") == 3
     finally:
         runtime.stop(handle.id, timeout=0)
         runtime.close()
+
+
+def _status_and_body(response) -> tuple[int, bytes]:
+    return response.status_code, response.content

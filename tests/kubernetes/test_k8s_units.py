@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("rayfine_kubernetes")
 
-from rayfine_core.types import Limits, StartRequest  # noqa: E402
+from rayfine_core import Limits, StartRequest  # noqa: E402
 from rayfine_kubernetes.deadline import DeadlineKeeper  # noqa: E402
 from rayfine_kubernetes.settings import Settings  # noqa: E402
 
@@ -58,7 +58,8 @@ def _request(**changes) -> StartRequest:
     request = StartRequest(
         image="affine:latest",
         name="rayfine-affine-0123456789ab",
-        env={"API_KEY": "v4lue", "RAYFINE_TOKEN": "t0ken", "RAYFINE_UDS": "/run/rayfine/s.sock"},
+        env={"API_KEY": "v4lue", "RAYFINE_UDS": "/run/rayfine/s.sock"},
+        token="t0ken",
         labels={labels.OWNER: labels.OWNER_VALUE, labels.ENV_ID: "0123456789ab"},
         limits=Limits(mem_limit="512m", cpu_limit=0.25),
         cap_add=("NET_BIND_SERVICE",),
@@ -80,10 +81,7 @@ def test_no_value_of_a_secret_is_in_the_job_spec():
     assert "v4lue" not in job and "t0ken" not in job and "API_KEY" not in job
     secrets = [body for kind, body in plan.objects if kind == "secrets"]
     assert [s["metadata"]["name"] for s in secrets] == [plan.env_secret, plan.token_secret]
-    assert secrets[0]["stringData"] == {
-        "API_KEY": "v4lue",
-        "RAYFINE_TOKEN": "t0ken",
-    }  # today's core
+    assert secrets[0]["stringData"] == {"API_KEY": "v4lue"}  # never the token in env vars
     assert secrets[1]["stringData"] == {"token": "t0ken"}
 
 

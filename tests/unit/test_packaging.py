@@ -29,9 +29,10 @@ MEMBERS = {
     "rayfine-core": "rayfine_core",
     "rayfine-docker": "rayfine_docker",
     "rayfine-podman": "rayfine_podman",
+    "rayfine-kubernetes": "rayfine_kubernetes",
     "rayfine-server": "rayfine_server",
 }
-HOOKED = ("rayfine_core", "rayfine_docker", "rayfine_podman")
+HOOKED = ("rayfine_core", "rayfine_docker", "rayfine_podman", "rayfine_kubernetes")
 SIBLINGS = set(MEMBERS)
 
 

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Iterator, Mapping, Optional
 
 from rayfine_core import (
     BuildRequest,
+    Capabilities,
     ContainerHandle,
     ContainerRecord,
     ContainerState,
@@ -28,7 +29,6 @@ from rayfine_core import (
 
 from . import names, starting, status
 from .api import Kube, KubeError, path
-from .compat import Capabilities, capabilities
 from .deadline import DeadlineKeeper
 from .images import Images
 from .nodes import Nodes
@@ -40,7 +40,7 @@ class KubernetesRuntime(Runtime):
     """Runs environments as pods (configuration: see :mod:`rayfine_kubernetes.settings`)."""
 
     name = "kubernetes"
-    capabilities: ClassVar[Capabilities] = capabilities(
+    capabilities: ClassVar[Capabilities] = Capabilities(
         unix_socket=False,  # the pod is on another machine: no host directory to share
         host_ports=False,  # reached through the API server or the pod IP instead
         network_none=False,  # only as a NetworkPolicy, where the cluster enforces them (opt-in)
@@ -51,11 +51,9 @@ class KubernetesRuntime(Runtime):
         follow_logs=True,
         builds=True,  # with the local Docker engine, then pushed
         user=True,
-        isolation=frozenset(
-            {"container"}
-        ),  # gvisor/kata: RuntimeClasses, where the cluster has them
+        isolation=frozenset({"container"}),  # gvisor/kata: RuntimeClasses, where clusters have them
         local_host=False,
-        engine_restartable=False,
+        death_grace=10.0,  # the kubelet's status lags the connection drop
         http_apps=True,
         runs_build_steps=True,  # the local Docker engine builds
     )

@@ -16,12 +16,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
-from rayfine_core.errors import ValidationError
-
 from rayfine_core import StartRequest
 from rayfine_core import labels as rf_labels
+from rayfine_core.errors import ValidationError
 
-from . import compat, names
+from . import names
 
 CONTAINER = "env"
 TOKEN_DIR = "/run/rayfine"
@@ -73,12 +72,12 @@ def plan(
     avoid_nodes: Sequence[str] = (),
 ) -> Plan:
     """The objects to create for ``request``, running ``image`` (a pinned reference)."""
-    options = compat.options(request)
+    options = request.options
     check_options(options)
     job = names.object_name(request.name)
     labels = names.encode_labels(request.labels)
     notes = names.notes(request.labels, request.name, request.image)
-    token = compat.token(request)
+    token = request.token
     env = {k: v for k, v in request.env.items() if k not in _SERVER_VARIABLES}
     result = Plan(
         namespace=namespace,
@@ -171,7 +170,7 @@ def _pod_spec(
     volumes: list[dict[str, Any]] = [
         {"name": "tmp", "emptyDir": {"sizeLimit": str(options.get("tmp_size", "1Gi"))}}
     ]
-    security = _pod_security(compat.user(request))
+    security = _pod_security(request.user)
     if plan.token_secret:
         group_readable = "fsGroup" in security
         volumes.append(
@@ -295,7 +294,7 @@ def memory_quantity(value: str) -> str:
 def _runtime_class(request: StartRequest, options: Mapping[str, Any]) -> Optional[str]:
     if options.get("runtime_class_name"):
         return str(options["runtime_class_name"])
-    isolation = compat.isolation(request)
+    isolation = request.isolation
     if isolation == "container":
         return None
     if isolation not in RUNTIME_CLASSES:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from rayfine_core import ContainerHandle, Endpoint, StartRequest, errors
+from rayfine_core import ContainerHandle, Endpoint, StartRequest, TLSConfig, errors
 
-from . import compat, names, spec, status, watch
+from . import names, spec, status, watch
 from .api import Kube, KubeError, path
 from .deadline import DeadlineKeeper
 from .images import Images
@@ -58,7 +58,7 @@ def start(cluster: Cluster, request: StartRequest) -> ContainerHandle:
     :raises StartTimeout: not scheduled and pulled within the start timeout.
     :raises EngineUnavailableError: the API server or the registry does not answer.
     """
-    options = compat.options(request)
+    options = request.options
     spec.check_options(options)
     namespace = names.check_namespace(str(options.get("namespace") or cluster.kube.namespace))
     _check_network(request, cluster.settings)
@@ -70,7 +70,9 @@ def start(cluster: Cluster, request: StartRequest) -> ContainerHandle:
     created = _create(cluster.kube, plan, request.name)
     if "activeDeadlineSeconds" in plan.objects[-1][1]["spec"]:
         cluster.deadlines.track(namespace, plan.job, created_at)
-    timeout = float(options.get("start_timeout") or cluster.settings.start_timeout)
+    timeout = float(
+        options.get("start_timeout") or request.start_timeout or cluster.settings.start_timeout
+    )
     seen: list[str] = []
 
     def adopt(pod: Mapping[str, Any]) -> None:
@@ -178,7 +180,7 @@ def _adopt(kube: Kube, plan: spec.Plan, pod: Mapping[str, Any]) -> None:
 def _endpoint(cluster: Cluster, namespace: str, pod: Mapping[str, Any], port: int) -> Endpoint:
     access = cluster.settings.access
     if access == "auto":
-        inside = cluster.kube.in_cluster or not compat.CLIENT_SPEAKS_PROXY
+        inside = cluster.kube.in_cluster
         access = "pod-ip" if inside else "proxy"
     name = str(pod["metadata"]["name"])
     if access == "proxy":
@@ -189,25 +191,17 @@ def _endpoint(cluster: Cluster, namespace: str, pod: Mapping[str, Any], port: in
         raise errors.StartError(
             f"Pod {name} exited before it had an address (exit code {state.exit_code})", ""
         )
-    return compat.make_endpoint(host=str(address), port=port)
+    return Endpoint(host=str(address), port=port)
 
 
 def proxy_endpoint(kube: Kube, namespace: str, pod: str, port: int) -> Endpoint:
-    """The pod's server through the API server's pod proxy, with this process's credentials.
-
-    :raises ValidationError: the core's client cannot send requests through a proxy yet.
-    """
-    if not compat.CLIENT_SPEAKS_PROXY:
-        raise errors.ValidationError(
-            "RAYFINE_K8S_ACCESS=proxy needs a rayfine-core whose client sends a path prefix,"
-            " headers and TLS (Endpoint.path_prefix); use RAYFINE_K8S_ACCESS=pod-ip meanwhile."
-        )
+    """The pod's server through the API server's pod proxy, with this process's credentials."""
     creds = kube.credentials()
     url = urlsplit(creds.server)
     https = url.scheme == "https"
     tls = None
     if https:
-        tls = compat.TLSConfig(
+        tls = TLSConfig(
             ca_file=creds.ca_file,
             cert_file=creds.cert_file,
             key_file=creds.key_file,
@@ -217,7 +211,7 @@ def proxy_endpoint(kube: Kube, namespace: str, pod: str, port: int) -> Endpoint:
     prefix = url.path.rstrip("/") + path(
         "api", "v1", "namespaces", namespace, "pods", f"{pod}:{port}", "proxy"
     )
-    return compat.make_endpoint(
+    return Endpoint(
         scheme=url.scheme,
         host=url.hostname or "",
         port=url.port or (443 if https else 80),

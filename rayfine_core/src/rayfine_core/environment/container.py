@@ -11,6 +11,7 @@ be found and removed.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import re
 import secrets
@@ -22,7 +23,7 @@ from typing import Optional
 from .. import egress, errors
 from ..plugins.manager import get_manager
 from ..runtime import labels
-from ..runtime.base import Runtime, engine_timeout
+from ..runtime.base import Capabilities, Runtime, engine_timeout
 from ..runtime.reaper import owner_labels
 from ..runtime.types import (
     RUN_MOUNT,
@@ -30,11 +31,12 @@ from ..runtime.types import (
     TOKEN_NAME,
     ContainerHandle,
     EnvType,
+    Limits,
     StartRequest,
 )
 from ..transport.channel import Channel
 from . import rundir
-from .options import EnvOptions
+from .options import DEFAULT_PIDS_LIMIT, EnvOptions
 from .steps import engine_pool
 
 log = logging.getLogger("rayfine")
@@ -94,6 +96,7 @@ def plan(
             f"Runtime {runtime.name!r} offers isolation {sorted(caps.isolation)},"
             f" not {options.isolation!r}."
         )
+    limits = _limits_for(options.limits, runtime.capabilities_for(options.isolation))
     request = StartRequest(
         image=options.image,
         name=name,
@@ -102,11 +105,12 @@ def plan(
         container_port=int(image_labels.get(labels.SERVER_PORT, 8000)),
         host_port=options.http_port,
         network=options.network,
-        limits=options.limits,
+        limits=limits,
         cap_add=options.cap_add,
         user=options.user if env_type is EnvType.FUNCTION_BASED else None,  # an app: its own
         isolation=options.isolation,
         options=dict(options.runtime_options),
+        start_timeout=options.start_timeout,
     )
     container = Container(request, env_type)
     if served:
@@ -123,6 +127,17 @@ def plan(
         release(container)
         raise
     return container
+
+
+def _limits_for(limits: Limits, caps: Capabilities) -> Limits:
+    """``limits`` without the *default* process cap where the runtime cannot apply one.
+
+    The default is a safety net, not a request; asked for explicitly, the
+    runtime refuses it with the reason.
+    """
+    if not caps.pids_limit and limits.pids_limit == DEFAULT_PIDS_LIMIT:
+        return dataclasses.replace(limits, pids_limit=None)
+    return limits
 
 
 def _use_egress(container: Container, policy: egress.EgressPolicy, runtime: Runtime) -> None:

@@ -66,8 +66,6 @@ ALIVE_EVERY = 0.5
 """Seconds between asking the engine whether a container that is not ready yet still runs."""
 TIMEOUT_GRACE = 2.0
 """Extra seconds the client waits past a call's timeout for the server to report it."""
-DIED_GRACE = 3.0
-"""Seconds to wait for the engine to see a container exit after its connection dropped."""
 REMOVAL_GRACE = 0.25
 """Seconds to wait, once a container is seen exited, for it to turn out removed."""
 PAUSED_LIMIT = 30.0
@@ -384,7 +382,7 @@ class Life:
         exited, so its state is polled for up to :data:`DIED_GRACE` seconds.
         """
         assert container.handle is not None
-        deadline = time.monotonic() + DIED_GRACE
+        deadline = time.monotonic() + self.runtime.capabilities.death_grace
         while True:
             if self._state in (State.STOPPING, State.CLOSED):
                 return self._closed_during(method)
@@ -423,8 +421,9 @@ class Life:
                 None,
                 False,
             )
+        how = "" if state.exit_code is not None or not state.status else f" ({state.status})"
         return errors.ContainerDiedError(
-            f"The {where} stopped during {method}()",
+            f"The {where} stopped during {method}(){how}",
             state.exit_code,
             state.oom_killed,
             containers.logs_of(self.runtime, container),

@@ -62,6 +62,8 @@ class Capabilities:
     :param isolation: the ``StartRequest.isolation`` levels it accepts.
     :param local_host: containers run on this host, so reaping orphans by the
         owner's pid applies.
+    :param death_grace: seconds the engine may take to report a container that died
+        (a cluster's node status lags; a local engine knows at once).
     :param engine_url_option: name of the factory keyword that points the
         runtime at an engine address (the conformance suite points it at a
         dead one); None if there is none.
@@ -81,6 +83,7 @@ class Capabilities:
     http_apps: bool = True
     isolation: frozenset[str] = frozenset({"container"})
     local_host: bool = True
+    death_grace: float = 3.0
     engine_url_option: Optional[str] = None
 
 

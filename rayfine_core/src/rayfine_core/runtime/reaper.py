@@ -146,8 +146,8 @@ def reap_in_background(
 
     ``RAYFINE_NO_REAP=1`` turns it off.
     """
-    if not runtime.capabilities.local_host or os.environ.get("RAYFINE_NO_REAP") == "1":
-        return
+    if os.environ.get("RAYFINE_NO_REAP") == "1":
+        return  # (any runtime: only containers labelled with this host and a dead pid here)
     with _lock:
         if runtime.name in _reaped:
             return

@@ -178,6 +178,8 @@ class StartRequest:
         in ``Capabilities.isolation`` (e.g. ``"gvisor"``).
     :param options: runtime-specific settings passed through untouched
         (e.g. Kubernetes ``namespace``, ``node_selector``, ``tolerations``).
+    :param start_timeout: how long the caller waits for the server to answer; a runtime
+        that waits itself (scheduling, pulling) stays within it.
     """
 
     image: str
@@ -195,6 +197,7 @@ class StartRequest:
     user: Optional[str] = SERVER_USER
     isolation: str = "container"
     options: dict[str, Any] = field(default_factory=dict)
+    start_timeout: Optional[float] = None
 
     def socket_endpoint(self) -> Optional[Endpoint]:
         """Where the server listens on the host when serving over a Unix socket, else None."""
