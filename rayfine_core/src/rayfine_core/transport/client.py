@@ -15,6 +15,7 @@ import asyncio
 import errno
 import hashlib
 import os
+import select
 import socket
 import ssl
 import threading
@@ -253,6 +254,9 @@ def _connect_unix_blocking(path: str, timeout: float) -> socket.socket:
 
 def _still_open(sock: socket.socket) -> bool:
     """An idle keep-alive connection is readable only if the server closed it (or misbehaved)."""
+    if isinstance(sock, ssl.SSLSocket):  # TLS sockets refuse MSG_PEEK: ask select instead
+        readable, _, _ = select.select([sock], [], [], 0)
+        return not readable and not sock.pending()
     sock.setblocking(False)  # a socket with a timeout would wait for data first
     try:
         sock.recv(1, socket.MSG_PEEK)

@@ -1,0 +1,86 @@
+"""Forwarding a client's request to its environment's server, over a pooled keep-alive connection.
+
+The client's own token has been checked (by the app); here the
+environment's token (``X-Rayfine-Token``) is checked too, and the request
+goes on to the container's server with that token as its bearer token,
+through the core's asyncio client (one pool per environment, Unix socket
+where the runtime mounts one).
+
+What the client sees mirrors local mode:
+
+* the server's answer, status and body, as they are;
+* no answer (a dropped connection) when the server's connection broke or
+  the environment is unknown: the client then asks for the container's
+  state and raises what local mode would (``ContainerDiedError``...);
+* ``503 app_starting`` while the server has never answered and refuses
+  connections (the client's readiness poll keeps waiting);
+* the client hanging up (its timeout, a cancelled task) closes the
+  connection to the server, which cancels the call in the container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import TYPE_CHECKING
+
+from rayfine_core import errors
+
+from . import asgi
+from .asgi import Receive, Scope, Send
+from .table import Phase
+from .tokens import Client
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+_NO_BODY = ("GET", "HEAD", "DELETE", "OPTIONS")
+
+
+async def forward(
+    gateway: Gateway,
+    client: Client,
+    env_id: str,
+    path: str,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    env = gateway.table.get(env_id, client.name)
+    body = await asgi.read_body(receive, gateway.config.max_body_bytes)
+    if env is None or env.upstream is None or env.phase is not Phase.RUNNING:
+        await asgi.abort(send)
+        return
+    if env.token is not None:
+        given = asgi.header(scope, b"x-rayfine-token") or b""
+        if not hmac.compare_digest(given, env.token.encode()):
+            await asgi.send_error(send, "unauthorized", "Missing or wrong environment token.")
+            return
+    gateway.table.renew(env)
+    env.calls += 1
+    verb = scope["method"]
+    query = scope.get("query_string")
+    target = f"{path}?{query.decode('latin-1')}" if query else path
+    content = None if verb in _NO_BODY and not body else body
+    exchange = asyncio.ensure_future(env.upstream.request(verb, target, content))
+    hangup = asyncio.ensure_future(receive())
+    await asyncio.wait((exchange, hangup), return_when=asyncio.FIRST_COMPLETED)
+    if not exchange.done():  # the client left: closing the server's connection cancels the call
+        exchange.cancel()
+        await asyncio.wait((exchange,))
+        return
+    hangup.cancel()
+    try:
+        response = exchange.result()
+    except errors.TransportError as exc:
+        if exc.connect_failed and not env.answered:
+            await asgi.send_error(send, "app_starting", "The environment's server is starting.", 503)
+        else:
+            await asgi.abort(send)
+        return
+    except errors.RayfineError:
+        await asgi.abort(send)
+        return
+    env.answered = True
+    content_type = response.headers.get("content-type", "application/json").encode("latin-1")
+    await asgi.send_bytes(send, response.status_code, response.content, content_type)
