@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Optional
 
 from rayfine_core import errors
 
@@ -62,16 +62,15 @@ async def forward(
     query = scope.get("query_string")
     target = f"{path}?{query.decode('latin-1')}" if query else path
     content = None if verb in _NO_BODY and not body else body
-    exchange = asyncio.ensure_future(env.upstream.request(verb, target, content))
-    hangup = asyncio.ensure_future(receive())
-    await asyncio.wait((exchange, hangup), return_when=asyncio.FIRST_COMPLETED)
-    if not exchange.done():  # the client left: closing the server's connection cancels the call
-        exchange.cancel()
-        await asyncio.wait((exchange,))
-        return
-    hangup.cancel()
+    waiting = _Waiting(asyncio.current_task())
+    hangup = asyncio.ensure_future(waiting.cancel_on_hangup(receive))
     try:
-        response = exchange.result()
+        response = await env.upstream.request(verb, target, content)
+        waiting.task = None
+    except asyncio.CancelledError:
+        if not hangup.done():
+            raise  # cancelled by the server itself (shutting down)
+        return  # the client left: the server's connection was closed, cancelling the call
     except errors.TransportError as exc:
         if exc.connect_failed and not env.answered:
             await asgi.send_error(send, "app_starting", "The environment's server is starting.", 503)
@@ -81,6 +80,21 @@ async def forward(
     except errors.RayfineError:
         await asgi.abort(send)
         return
+    finally:
+        hangup.cancel()
     env.answered = True
     content_type = response.headers.get("content-type", "application/json").encode("latin-1")
     await asgi.send_bytes(send, response.status_code, response.content, content_type)
+
+
+class _Waiting:
+    """The forwarding task while it waits for the server's answer."""
+
+    def __init__(self, task: Optional[asyncio.Task[Any]]) -> None:
+        self.task = task
+
+    async def cancel_on_hangup(self, receive: Receive) -> None:
+        """Cancel the wait if the client disconnects before the answer came."""
+        message = await receive()
+        if message["type"] == "http.disconnect" and self.task is not None:
+            self.task.cancel()

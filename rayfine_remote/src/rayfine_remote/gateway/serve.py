@@ -52,7 +52,8 @@ def serve(config: GatewayConfig, announce: Callable[[str], None] = print) -> Non
             gateway,
             context,
             loop="uvloop" if _has("uvloop") else "asyncio",
-            http="httptools" if _has("httptools") else "h11",
+            http=_protocol(),
+            ws="none",
             interface="asgi3",
             lifespan="on",
             log_level="warning",
@@ -88,6 +89,15 @@ def _Config(app: Any, context: Optional[ssl.SSLContext], **kwargs: Any) -> Any:
             self.ssl = context
 
     return Config(app, **kwargs)
+
+
+def _protocol() -> Any:
+    """The HTTP protocol: uvicorn's C-parser one with writes gathered (see .protocol), else h11."""
+    if not _has("httptools"):
+        return "h11"
+    from .protocol import GatewayProtocol
+
+    return GatewayProtocol
 
 
 def _has(module: str) -> bool:
