@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from rayfine_core import RuntimeSpec, hookimpl
+from rayfine_core.plugins.hookspecs import hookimpl
+from rayfine_core.runtime.types import RuntimeSpec
 
 
 @hookimpl

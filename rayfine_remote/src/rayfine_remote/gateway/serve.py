@@ -36,20 +36,36 @@ def serve(config: GatewayConfig, announce: Callable[[str], None] = print) -> Non
     :raises ValidationError: bad settings, a second gateway of the same name, an unusable certificate.
     :raises EngineUnavailableError: the runtime cannot be reached.
     """
-    import uvicorn
-
-    state = config.state
-    state.mkdir(mode=0o700, parents=True, exist_ok=True)
-    lock = _lock(state / "lock")
+    served = Served(config, announce)
     try:
-        context, pin = _tls(config)
-        sock = _listen(config)
-        url = _url(config, sock, pin)
-        audit = Audit(config.audit_log)
-        gateway = Gateway(config, get_runtime(config.runtime), audit)
-        gateway.on_ready = lambda: announce(url)
-        server_config = _Config(
-            gateway,
+        served.run()
+    finally:
+        served.close()
+
+
+class Served:
+    """A gateway bound to its socket, ready to run (in this thread) and to be stopped (from any).
+
+    :raises ValidationError: as :func:`serve`.
+    """
+
+    def __init__(self, config: GatewayConfig, announce: Callable[[str], None] = print) -> None:
+        import uvicorn
+
+        config.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock = _lock(config.state / "lock")
+        try:
+            context, pin = _tls(config)
+            self._sock = _listen(config)
+            self.url = _url(config, self._sock, pin)
+            self.audit = Audit(config.audit_log)
+            self.gateway = Gateway(config, get_runtime(config.runtime), self.audit)
+        except BaseException:
+            self._lock.close()
+            raise
+        self.gateway.on_ready = lambda: announce(self.url)
+        settings = _Config(
+            self.gateway,
             context,
             loop="uvloop" if _has("uvloop") else "asyncio",
             http=_protocol(),
@@ -66,10 +82,20 @@ def serve(config: GatewayConfig, announce: Callable[[str], None] = print) -> Non
             backlog=4096,
         )
         logging.getLogger("uvicorn.error").addFilter(_AbortFilter())
-        uvicorn.Server(server_config).run(sockets=[sock])
-        audit.close()
-    finally:
-        lock.close()
+        self._server = uvicorn.Server(settings)
+
+    def run(self) -> None:
+        """Serve until :meth:`stop`, SIGTERM or SIGINT (signals only in the main thread)."""
+        self._server.run(sockets=[self._sock])
+
+    def stop(self) -> None:
+        """Ask the server to shut down (it stops every environment first)."""
+        self._server.should_exit = True
+
+    def close(self) -> None:
+        self._sock.close()
+        self.audit.close()
+        self._lock.close()
 
 
 class _AbortFilter(logging.Filter):
