@@ -96,6 +96,12 @@ async def abort(send: Send) -> None:
     await send({"type": "http.response.start", "status": 502, "headers": headers})
 
 
+async def hangup(receive: Receive) -> None:
+    """Return once the client has disconnected (call it after the request body was read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 def header(scope: Scope, name: bytes) -> Optional[bytes]:
     for key, value in scope.get("headers", ()):
         if key == name:

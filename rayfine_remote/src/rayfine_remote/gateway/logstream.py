@@ -39,12 +39,13 @@ async def follow(
             f" (max_followers={client.max_followers})."
         )
     assert env.handle is not None
+    await asgi.read_body(receive, 64 * 1024)  # the request, so that what follows is the hang-up
     gateway.followers[client.name] = held + 1
     lines: asyncio.Queue[bytes] = asyncio.Queue(_QUEUE_LINES)
     gone = threading.Event()
     pump = _pump(gateway, env.handle.id, tail, lines, gone, asyncio.get_running_loop())
     pumping = asyncio.ensure_future(gateway.engine.run(pump))
-    watcher = asyncio.ensure_future(receive())  # the client hanging up
+    watcher = asyncio.ensure_future(asgi.hangup(receive))
     try:
         await asgi.start_stream(send, b"text/plain; charset=utf-8")
         while True:

@@ -95,6 +95,6 @@ class _Waiting:
 
     async def cancel_on_hangup(self, receive: Receive) -> None:
         """Cancel the wait if the client disconnects before the answer came."""
-        message = await receive()
-        if message["type"] == "http.disconnect" and self.task is not None:
+        await asgi.hangup(receive)
+        if self.task is not None:
             self.task.cancel()
