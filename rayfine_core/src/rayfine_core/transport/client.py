@@ -403,6 +403,9 @@ class _Connection(asyncio.Protocol):
         assert self._transport is not None
         loop = asyncio.get_running_loop()
         self._parser, self._received, self._limit = ResponseParser(), 0, limit
+        if self._transport.is_closing():  # closed under us (uvloop would raise on write)
+            self._open = False
+            raise ProtocolError("the server closed the connection")
         self._waiter = waiter = loop.create_future()
         self._transport.write(request)
         timer = _Timer(loop, waiter, timeout, watch) if timeout is not None or watch else None

@@ -12,8 +12,8 @@ What the client sees mirrors local mode:
 * no answer (a dropped connection) when the server's connection broke or
   the environment is unknown: the client then asks for the container's
   state and raises what local mode would (``ContainerDiedError``...);
-* ``503 app_starting`` while the server has never answered and refuses
-  connections (the client's readiness poll keeps waiting);
+* ``503 app_starting`` while the server has never answered (the client's
+  readiness poll keeps waiting);
 * the client hanging up (its timeout, a cancelled task) closes the
   connection to the server, which cancels the call in the container.
 """
@@ -71,14 +71,11 @@ async def forward(
         if not hangup.done():
             raise  # cancelled by the server itself (shutting down)
         return  # the client left: the server's connection was closed, cancelling the call
-    except errors.TransportError as exc:
-        if exc.connect_failed and not env.answered:
-            await asgi.send_error(send, "app_starting", "The environment's server is starting.", 503)
-        else:
-            await asgi.abort(send)
-        return
     except errors.RayfineError:
-        await asgi.abort(send)
+        if env.answered:
+            await asgi.abort(send)
+        else:  # not listening yet (or a port proxy in front that accepts, then hangs up)
+            await asgi.send_error(send, "app_starting", "The environment's server is starting.", 503)
         return
     finally:
         hangup.cancel()

@@ -78,7 +78,7 @@ class Served:
             server_header=False,
             date_header=False,
             timeout_keep_alive=75,
-            timeout_graceful_shutdown=10,
+            timeout_graceful_shutdown=5,
             backlog=4096,
         )
         logging.getLogger("uvicorn.error").addFilter(_AbortFilter())
