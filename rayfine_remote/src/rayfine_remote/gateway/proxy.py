@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from .app import Gateway
 
 _NO_BODY = ("GET", "HEAD", "DELETE", "OPTIONS")
+WATCH_AFTER = 0.05
+"""Seconds a call may take before the gateway starts watching for its client hanging up."""
 
 
 async def forward(
@@ -62,13 +64,12 @@ async def forward(
     query = scope.get("query_string")
     target = f"{path}?{query.decode('latin-1')}" if query else path
     content = None if verb in _NO_BODY and not body else body
-    waiting = _Waiting(asyncio.current_task())
-    hangup = asyncio.ensure_future(waiting.cancel_on_hangup(receive))
+    waiting = _Waiting(asyncio.current_task(), receive)
     try:
         response = await env.upstream.request(verb, target, content)
         waiting.task = None
     except asyncio.CancelledError:
-        if not hangup.done():
+        if not waiting.hung_up:
             raise  # cancelled by the server itself (shutting down)
         return  # the client left: the server's connection was closed, cancelling the call
     except errors.RayfineError:
@@ -78,20 +79,37 @@ async def forward(
             await asgi.send_error(send, "app_starting", "The environment's server is starting.", 503)
         return
     finally:
-        hangup.cancel()
+        waiting.close()
     env.answered = True
     content_type = response.headers.get("content-type", "application/json").encode("latin-1")
     await asgi.send_bytes(send, response.status_code, response.content, content_type)
 
 
 class _Waiting:
-    """The forwarding task while it waits for the server's answer."""
+    """Cancels the forwarding task if the client hangs up before the server's answer.
 
-    def __init__(self, task: Optional[asyncio.Task[Any]]) -> None:
+    Most calls answer within milliseconds, so the watch (a task reading the
+    ASGI channel) starts only after :data:`WATCH_AFTER` seconds: a call that
+    ends sooner has nothing left to cancel.
+    """
+
+    def __init__(self, task: Optional[asyncio.Task[Any]], receive: Receive) -> None:
         self.task = task
+        self.hung_up = False
+        self._receive = receive
+        self._watch: Optional[asyncio.Task[None]] = None
+        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER, self._start)
 
-    async def cancel_on_hangup(self, receive: Receive) -> None:
-        """Cancel the wait if the client disconnects before the answer came."""
-        await asgi.hangup(receive)
+    def _start(self) -> None:
+        self._watch = asyncio.ensure_future(self._cancel_on_hangup())
+
+    async def _cancel_on_hangup(self) -> None:
+        await asgi.hangup(self._receive)
         if self.task is not None:
+            self.hung_up = True
             self.task.cancel()
+
+    def close(self) -> None:
+        self._timer.cancel()
+        if self._watch is not None:
+            self._watch.cancel()

@@ -103,16 +103,24 @@ class Tokens:
     def __init__(self, clients: Sequence[Client]) -> None:
         self.clients = {c.name: c for c in clients}
         self._by_digest = {c.sha256: c for c in clients}
+        self._seen: dict[str, Client] = {}  # tokens already checked: no hashing per request
 
     def find(self, token: str) -> Optional[Client]:
         """The client holding ``token``, or None.
 
-        The lookup is by digest; the final comparison is constant-time.
+        The lookup is by digest (the file holds no tokens); a token found once
+        is remembered (in memory) so that a call costs one dictionary lookup.
         """
-        found = self._by_digest.get(digest(token))
-        if found is not None and hmac.compare_digest(found.sha256, digest(token)):
-            return found
-        return None
+        known = self._seen.get(token)
+        if known is not None:
+            return known
+        seen = digest(token)
+        found = self._by_digest.get(seen)
+        if found is None or not hmac.compare_digest(found.sha256, seen):
+            return None
+        if len(self._seen) < 10_000:
+            self._seen[token] = found
+        return found
 
 
 def load(path: Path) -> Tokens:
