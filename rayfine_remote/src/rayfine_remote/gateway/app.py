@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from rayfine_core import errors
 from rayfine_core.runtime.base import Runtime
@@ -51,8 +51,6 @@ class Gateway:
         self.engine_version = "unknown"
         self.followers: dict[str, int] = {}
         self._reaper: Optional[asyncio.Task[None]] = None
-        self.on_ready: Callable[[], None] = lambda: None
-        """Called once start-up is done (``rayfine serve`` prints where to connect)."""
 
     # -- ASGI ------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -102,15 +100,17 @@ class Gateway:
         await handler(self, client, scope, receive, send)
 
     def _authenticate(self, scope: Scope) -> Optional[Client]:
-        value = asgi.header(scope, b"authorization")
+        return self.authenticate(asgi.header(scope, b"authorization"), peer(scope))
+
+    def authenticate(self, authorization: Optional[bytes], peer: str) -> Optional[Client]:
+        """The client whose bearer token ``authorization`` holds, or None (logged, rate-limited)."""
         client = None
-        if value is not None:
-            scheme, _, token = value.partition(b" ")
+        if authorization is not None:
+            scheme, _, token = authorization.partition(b" ")
             if scheme.lower() == b"bearer" and token:
                 client = self.tokens.find(token.strip().decode("latin-1"))
         if client is None:
-            reason = "no token" if value is None else "unknown token"
-            self.audit.refused(peer(scope), reason)
+            self.audit.refused(peer, "no token" if authorization is None else "unknown token")
         return client
 
     # -- start-up and shut-down ------------------------------------------------------------------
@@ -147,7 +147,6 @@ class Gateway:
             clients=len(self.tokens.clients),
             lease_timeout=self.config.lease_timeout,
         )
-        self.on_ready()
 
     async def shutdown(self) -> None:
         """Stop every environment: after a restart nobody could reach them."""

@@ -1,23 +1,28 @@
-"""Running the gateway: lock its state directory, pick its certificate, serve it with uvicorn.
+"""Running the gateway: lock its state directory, pick its certificate, serve until told to stop.
 
-uvicorn with its C parser (httptools) and event loop (uvloop) where
-installed.  The listening socket is bound here, before start-up, so port 0
-works and the "ready" line can say where to connect.  SIGTERM/SIGINT stop
-the gateway gracefully (every environment is stopped), SIGHUP re-reads the
-tokens file.  One gateway per name at a time: the state directory's lock
-(an ``flock``, released even on SIGKILL) makes a second one refuse to start,
-so reaping "this gateway's leftovers" at start-up never hits a live gateway.
+The listening socket is bound before start-up, so port 0 works and the
+"ready" line can say where to connect.  Start-up removes what an earlier
+run of this gateway left (see :meth:`.app.Gateway.startup`), then serves
+with :mod:`.server` on uvloop where installed.  SIGTERM/SIGINT stop it
+gracefully: no new connections, requests in flight get a few seconds, then
+every environment is stopped.  SIGHUP re-reads the tokens file.  One
+gateway per name at a time: the state directory's lock (an ``flock``,
+released even on SIGKILL) makes a second one refuse to start, so reaping
+"this gateway's leftovers" never hits a live gateway.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
+import signal
 import socket
 import ssl
+import threading
 from pathlib import Path
-from typing import IO, Any, Callable, Optional
+from typing import IO, Callable, Optional
 
 from rayfine_core.errors import ValidationError
 from rayfine_core.plugins.manager import get_runtime
@@ -25,9 +30,12 @@ from rayfine_core.plugins.manager import get_runtime
 from .app import Gateway
 from .audit import Audit
 from .config import GatewayConfig
+from .server import Server
 from .tls import fingerprint, self_signed, server_context
 
 log = logging.getLogger("rayfine.gateway")
+DRAIN_SECONDS = 5.0
+"""On shut-down, how long requests in flight may take before their connections are cut."""
 
 
 def serve(config: GatewayConfig, announce: Callable[[str], None] = print) -> None:
@@ -50,12 +58,10 @@ class Served:
     """
 
     def __init__(self, config: GatewayConfig, announce: Callable[[str], None] = print) -> None:
-        import uvicorn
-
         config.state.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = _lock(config.state / "lock")
         try:
-            context, pin = _tls(config)
+            self._context, pin = _tls(config)
             self._sock = _listen(config)
             self.url = _url(config, self._sock, pin)
             self.audit = Audit(config.audit_log)
@@ -63,75 +69,48 @@ class Served:
         except BaseException:
             self._lock.close()
             raise
-        self.gateway.on_ready = lambda: announce(self.url)
-        settings = _Config(
-            self.gateway,
-            context,
-            loop="uvloop" if _has("uvloop") else "asyncio",
-            http=_protocol(),
-            ws="none",
-            interface="asgi3",
-            lifespan="on",
-            log_level="warning",
-            access_log=False,
-            proxy_headers=False,
-            server_header=False,
-            date_header=False,
-            timeout_keep_alive=75,
-            timeout_graceful_shutdown=5,
-            backlog=4096,
-        )
-        logging.getLogger("uvicorn.error").addFilter(_AbortFilter())
-        self._server = uvicorn.Server(settings)
+        self._announce = announce
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._stopping: Optional[asyncio.Event] = None
 
     def run(self) -> None:
         """Serve until :meth:`stop`, SIGTERM or SIGINT (signals only in the main thread)."""
-        self._server.run(sockets=[self._sock])
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(self._main())
+        else:
+            uvloop.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(signum, self._stopping.set)
+        await self.gateway.startup()
+        http = Server(self.gateway)
+        listener = await self._loop.create_server(
+            http.protocol, sock=self._sock, ssl=self._context, backlog=4096
+        )
+        self._announce(self.url)
+        try:
+            await self._stopping.wait()
+        finally:
+            listener.close()
+            http.close_idle()
+            await http.drain(DRAIN_SECONDS)
+            await self.gateway.shutdown()
 
     def stop(self) -> None:
-        """Ask the server to shut down (it stops every environment first)."""
-        self._server.should_exit = True
+        """Ask the gateway to shut down (it stops every environment first); any thread."""
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
 
     def close(self) -> None:
         self._sock.close()
         self.audit.close()
         self._lock.close()
-
-
-class _AbortFilter(logging.Filter):
-    """Drop uvicorn's complaint about the responses the gateway cuts short on purpose (asgi.abort)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "without completing response" not in record.getMessage()
-
-
-def _Config(app: Any, context: Optional[ssl.SSLContext], **kwargs: Any) -> Any:
-    """uvicorn's settings with the gateway's own TLS context (TLS 1.2+, the default ciphers)."""
-    import uvicorn
-
-    class Config(uvicorn.Config):
-        def load(self) -> None:
-            super().load()
-            self.ssl = context
-
-    return Config(app, **kwargs)
-
-
-def _protocol() -> Any:
-    """The HTTP protocol: uvicorn's C-parser one with writes gathered (see .protocol), else h11."""
-    if not _has("httptools"):
-        return "h11"
-    from .protocol import GatewayProtocol
-
-    return GatewayProtocol
-
-
-def _has(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
 
 
 def _lock(path: Path) -> IO[str]:
