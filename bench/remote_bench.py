@@ -32,8 +32,9 @@ from typing import Any, Callable, Optional
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import rayfine_core as rf  # noqa: E402
 from measure import Row, Sample, in_flight, print_table, rate, sequential, us  # noqa: E402
+
+import rayfine_core as rf  # noqa: E402
 
 IMAGE = "rayfine-bench-remote-echo:latest"
 TARGET = 1.5
@@ -53,7 +54,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         with _gateway(Path(tmp), args.runtime, tls=True) as (url, token):
             with _gateway(Path(tmp), args.runtime, tls=False, name="bench-plain") as plain:
                 rows = _measure(args.runtime, url, token, plain, calls, args.width)
-    print(f"\nremote mode vs local, runtime {args.runtime}, echo(1), {calls} sequential calls each:\n")
+    print(
+        f"\nremote mode vs local, runtime {args.runtime}, echo(1), {calls} sequential calls each:\n"
+    )
     print_table(rows)
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-
-import rayfine_core as rf
 from rayfine_core.testing.envs import ENVS
 from rayfine_remote.gateway.config import GatewayConfig
 from rayfine_remote.gateway.serve import Served
 from rayfine_remote.gateway.tokens import add
+
+import rayfine_core as rf
 
 LEASE = 3.0
 SINK = "rayfine-remote-sink:latest"
@@ -37,7 +37,12 @@ class Running:
 
 
 CLIENTS = {
-    "alice": {"images": ["rayfine-remote-*"], "build": True, "max_envs": 32, "starts_per_minute": 10000},
+    "alice": {
+        "images": ["rayfine-remote-*"],
+        "build": True,
+        "max_envs": 32,
+        "starts_per_minute": 10000,
+    },
     "bob": {"images": ["rayfine-remote-*"], "max_envs": 8, "starts_per_minute": 10000},
     "tight": {"images": ["rayfine-remote-*"], "max_envs": 1, "starts_per_minute": 2},
     "nothing": {"images": ["other/*"]},
@@ -96,7 +101,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 
 @pytest.fixture(scope="session")
-def remote_image(gateway: Running, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], str]:
+def remote_image(
+    gateway: Running, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str, str], str]:
     """Build a sample env (or given source) through the gateway as alice; return its tag."""
     built: dict[str, str] = {}
 

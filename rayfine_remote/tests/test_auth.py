@@ -7,17 +7,20 @@ import socket
 import ssl
 
 import pytest
+from rayfine_remote.control import Control
+from rayfine_remote.url import parse
 
 import rayfine_core as rf
 from rayfine_core import errors
-from rayfine_remote import GatewayAuthError, PolicyError, QuotaExceededError, connect as runtime_of
-from rayfine_remote.control import Control
-from rayfine_remote.url import parse
+from rayfine_remote import GatewayAuthError, PolicyError, QuotaExceededError
+from rayfine_remote import connect as runtime_of
 
 SECRET = "s3cr3t-remote-value"
 
 
-def raw(gateway, verb: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, bytes]:
+def raw(
+    gateway, verb: str, path: str, headers: dict[str, str], body: bytes = b""
+) -> tuple[int, bytes]:
     """One request with exactly these headers, over TLS (no pin check: the test made the gateway)."""
     host, port = gateway.url.split("//")[1].split("#")[0].rsplit(":", 1)
     context = ssl.create_default_context()
@@ -27,7 +30,8 @@ def raw(gateway, verb: str, path: str, headers: dict[str, str], body: bytes = b"
             head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
             sock.sendall(
                 f"{verb} {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {len(body)}\r\n{head}"
-                f"connection: close\r\n\r\n".encode() + body
+                f"connection: close\r\n\r\n".encode()
+                + body
             )
             answer = b""
             while True:
@@ -89,7 +93,10 @@ def test_no_client_sees_or_touches_another_clients_environment(gateway, connect,
             gateway,
             "POST",
             f"{env.handle.endpoint.path_prefix}/call",
-            {"authorization": f"Bearer {gateway.tokens['bob']}", "content-type": "application/json"},
+            {
+                "authorization": f"Bearer {gateway.tokens['bob']}",
+                "content-type": "application/json",
+            },
             b'{"method": "add", "args": [1]}',
         )
         assert status == 0
@@ -124,7 +131,9 @@ def test_images_off_the_allow_list_and_builds_are_refused(gateway, connect, sink
     (tmp_path / "env.py").write_text("def f():\n    return 1\n")
     bob = runtime_of(gateway.url, gateway.tokens["bob"])
     with pytest.raises(PolicyError, match="may not build"):
-        bob.build(rf.BuildRequest(context_dir=tmp_path, dockerfile="env.py", tag="rayfine-remote-x:1"))
+        bob.build(
+            rf.BuildRequest(context_dir=tmp_path, dockerfile="env.py", tag="rayfine-remote-x:1")
+        )
     assert gateway.served.gateway.table.of("nothing") == []
 
 
@@ -163,6 +172,12 @@ def test_control_refusals_are_typed(gateway):
     with pytest.raises(errors.ValidationError):
         control.json("POST", "/v1/envs", b"[1, 2]")
     with pytest.raises(errors.ValidationError):
-        control.json("POST", "/v1/envs", json.dumps({"image": "x", "name": "y", "isolation": "container", "env": {"A": 1}}).encode())
+        control.json(
+            "POST",
+            "/v1/envs",
+            json.dumps(
+                {"image": "x", "name": "y", "isolation": "container", "env": {"A": 1}}
+            ).encode(),
+        )
     with pytest.raises(errors.ValidationError):
         control.json("GET", "/v1/nowhere")

@@ -8,12 +8,12 @@ import threading
 import time
 
 import pytest
-
-import rayfine_core as rf
-from rayfine_core import errors
 from rayfine_core.runtime.types import Endpoint
 from rayfine_core.testing.process_runtime import ProcessRuntime
 from rayfine_core.transport.client import AsyncClient
+
+import rayfine_core as rf
+from rayfine_core import errors
 
 
 def engine() -> ProcessRuntime:
@@ -143,7 +143,7 @@ def _env_dir(tmp_path):
     return directory
 
 
-MARKER_ENV = '''
+MARKER_ENV = """
 import asyncio, pathlib
 
 async def mark_later(path: str, seconds: float) -> bool:
@@ -153,7 +153,7 @@ async def mark_later(path: str, seconds: float) -> bool:
 
 async def echo(*args, **kwargs):
     return {"args": list(args), "kwargs": kwargs}
-'''
+"""
 
 
 def test_options_of_remote_mode(gateway, connect, sink, monkeypatch):
@@ -166,7 +166,9 @@ def test_options_of_remote_mode(gateway, connect, sink, monkeypatch):
         rf.load_env(sink, mode="remote", url="http://198.51.100.7:8443", token="x")
     with pytest.raises(errors.ValidationError, match="64 hex digits"):
         rf.load_env(sink, mode="remote", url="https://127.0.0.1:1#sha256=abc", token="x")
-    assert "token" not in repr(rf.environment.options.EnvOptions(sink, mode="remote", url=gateway.url, token="s3cr3t"))
+    assert "token" not in repr(
+        rf.environment.options.EnvOptions(sink, mode="remote", url=gateway.url, token="s3cr3t")
+    )
 
 
 def test_gateway_out_of_reach_is_engine_unavailable(sink):

@@ -11,13 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-
-import rayfine_core as rf
-from rayfine_core import errors
+from conftest import CLIENTS, LEASE
 from rayfine_core.testing.process_runtime import ProcessRuntime
 from rayfine_remote.gateway.engine import GATEWAY_LABEL
 
-from conftest import CLIENTS, LEASE
+import rayfine_core as rf
+from rayfine_core import errors
 
 CLIENT = """
 import sys, time, rayfine_core as rf
@@ -132,7 +131,9 @@ def test_gateway_stopped_with_sigterm_stops_its_environments(own_gateway, sink):
     (record,) = engine().list_containers({GATEWAY_LABEL: "restart"})
     os.kill(_gateway_pid(url), signal.SIGTERM)
     assert wait_for(lambda: engine().health(record.id).status == "removed", 15)
-    with pytest.raises((errors.TransportError, errors.EngineUnavailableError, errors.ContainerDiedError)):
+    with pytest.raises(
+        (errors.TransportError, errors.EngineUnavailableError, errors.ContainerDiedError)
+    ):
         env.add(1)
     with pytest.raises(errors.EngineUnavailableError):
         env.cleanup()  # the gateway is gone: the stop cannot be confirmed, and says so

@@ -18,13 +18,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
-import rayfine_core as rf
-from rayfine_core import errors
-from rayfine_remote import GatewayAuthError
+from conftest import CLIENTS
 from rayfine_remote.gateway.tokens import add
 
-from conftest import CLIENTS
+import rayfine_core as rf
+from rayfine_remote import GatewayAuthError
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2 (ip netns)"
@@ -37,7 +35,10 @@ def _run(*args: str) -> str:
 
 def _free_subnet() -> ipaddress.IPv4Network:
     text = _run("ip", "-o", "-4", "addr") + _run("ip", "-4", "route")
-    taken = [ipaddress.ip_network(m, strict=False) for m in re.findall(r"\b(\d+\.\d+\.\d+\.\d+(?:/\d+)?)", text)]
+    taken = [
+        ipaddress.ip_network(m, strict=False)
+        for m in re.findall(r"\b(\d+\.\d+\.\d+\.\d+(?:/\d+)?)", text)
+    ]
     for block in secrets.SystemRandom().sample(range(64), 64):
         net = ipaddress.IPv4Network(f"198.51.100.{block * 4}/30")
         if not any(t.prefixlen and net.overlaps(t) for t in taken):

@@ -5,18 +5,17 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from pathlib import Path
 
 import pytest
-
-from rayfine_core import errors
 from rayfine_core.runtime.base import Capabilities
 from rayfine_core.runtime.types import BuildRequest, Limits, StartRequest
-from rayfine_remote import upload
 from rayfine_remote.errors import PolicyError
 from rayfine_remote.gateway import policy, tokens
 from rayfine_remote.gateway.unpack import unpack
 from rayfine_remote.url import parse
+
+from rayfine_core import errors
+from rayfine_remote import upload
 
 
 def _tar(*members: tuple[tarfile.TarInfo, bytes]) -> io.BytesIO:
@@ -52,7 +51,13 @@ def test_a_build_request_round_trips(tmp_path):
     (tmp_path / "out").mkdir()
     with upload.pack(request) as packed:
         meta, context = unpack(packed, tmp_path / "out", 1 << 20)
-    assert meta == {"dockerfile": "Dockerfile", "tag": "t:1", "buildargs": {"A": "1"}, "labels": {"l": "v"}, "nocache": True}
+    assert meta == {
+        "dockerfile": "Dockerfile",
+        "tag": "t:1",
+        "buildargs": {"A": "1"},
+        "labels": {"l": "v"},
+        "nocache": True,
+    }
     assert (context / "sub" / "a.py").read_text() == "print(1)\n"
     assert (context / "link").is_symlink() and (context / "link").read_text() == "print(1)\n"
 
@@ -113,7 +118,10 @@ def test_tokens_file_stores_digests_only(tmp_path):
         ("not json", "Cannot read"),
         ('{"clients": [{"name": "a", "sha256": "x"}]}', "sha256"),
         ('{"clients": [{"name": "a b", "sha256": "' + "0" * 64 + '"}]}', "name"),
-        ('{"clients": [{"name": "a", "sha256": "' + "0" * 64 + '", "max_env": 1}]}', "unknown keys"),
+        (
+            '{"clients": [{"name": "a", "sha256": "' + "0" * 64 + '", "max_env": 1}]}',
+            "unknown keys",
+        ),
         ('{"clients": [{"name": "a", "sha256": "' + "0" * 64 + '", "images": "x"}]}', "list"),
     ],
 )
@@ -142,7 +150,9 @@ def test_limits_are_capped_and_applied_when_none_are_asked():
     caps = Capabilities()
     checked = policy.check_start(client, StartRequest(image="a", name="n", limits=Limits()), caps)
     assert checked.limits == Limits("1g", 2.0, 100)
-    checked = policy.check_start(client, StartRequest(image="a", name="n", limits=Limits("512m", 1.0, 10)), caps)
+    checked = policy.check_start(
+        client, StartRequest(image="a", name="n", limits=Limits("512m", 1.0, 10)), caps
+    )
     assert checked.limits == Limits("512m", 1.0, 10)
     for limits in (Limits("2g"), Limits(cpu_limit=4), Limits(pids_limit=1000)):
         with pytest.raises(PolicyError, match="cap"):
@@ -151,7 +161,11 @@ def test_limits_are_capped_and_applied_when_none_are_asked():
 
 def test_reserved_variables_never_reach_the_runtime():
     client = _client(images=("*",))
-    request = StartRequest(image="a", name="n", env={"RAYFINE_HOST": "0.0.0.0", "RAYFINE_INSECURE_NO_TOKEN": "1", "OK": "1"})
+    request = StartRequest(
+        image="a",
+        name="n",
+        env={"RAYFINE_HOST": "0.0.0.0", "RAYFINE_INSECURE_NO_TOKEN": "1", "OK": "1"},
+    )
     assert policy.check_start(client, request, Capabilities()).env == {"OK": "1"}
 
 
@@ -160,6 +174,13 @@ def test_gateway_urls():
     assert pinned.endpoint.tls.pin_sha256 == "ab" * 32 and pinned.endpoint.port == 8443
     assert parse("unix:///run/gw.sock").endpoint.unix_socket == "/run/gw.sock"
     assert parse("http://127.0.0.1:9").endpoint.scheme == "http"
-    for bad in ("ftp://x", "https://x:8443/path", "https://user@x:1", "https://x:1#md5=1", "unix://relative", ""):
+    for bad in (
+        "ftp://x",
+        "https://x:8443/path",
+        "https://user@x:1",
+        "https://x:1#md5=1",
+        "unix://relative",
+        "",
+    ):
         with pytest.raises(errors.ValidationError):
             parse(bad)

@@ -19,10 +19,11 @@ import ssl
 from dataclasses import replace
 from typing import IO, Any, Iterator, Optional, Union
 
-from rayfine_core import errors
 from rayfine_core.runtime.types import Endpoint
 from rayfine_core.transport.client import Client
 from rayfine_core.transport.wire import Response
+
+from rayfine_core import errors
 
 from .messages import exception_of
 from .url import Gateway
@@ -66,7 +67,9 @@ class Control:
             return None
         raise exception_of(response.status_code, payload, f"{verb} {path}")
 
-    def _send(self, verb: str, path: str, body: Optional[bytes], timeout: Optional[float]) -> Response:
+    def _send(
+        self, verb: str, path: str, body: Optional[bytes], timeout: Optional[float]
+    ) -> Response:
         try:
             return self._client.request(verb, path, body, timeout)
         except (errors.TransportError, errors.CallTimeout) as exc:
@@ -185,4 +188,6 @@ class _PinnedConnection(http.client.HTTPSConnection):
             seen = hashlib.sha256(self.sock.getpeercert(binary_form=True) or b"").hexdigest()
             if seen != self._pin:
                 self.sock.close()
-                raise ssl.SSLError(f"the server's certificate (sha256 {seen}) is not the pinned one")
+                raise ssl.SSLError(
+                    f"the server's certificate (sha256 {seen}) is not the pinned one"
+                )

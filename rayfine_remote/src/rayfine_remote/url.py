@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import unquote, urlsplit
 
-from rayfine_core import errors
 from rayfine_core.runtime.types import Endpoint, TLSConfig
+
+from rayfine_core import errors
 
 URL_VARIABLE = "RAYFINE_REMOTE_URL"
 TOKEN_VARIABLE = "RAYFINE_REMOTE_TOKEN"
@@ -53,7 +54,9 @@ def parse(url: str) -> Gateway:
     if parts.scheme == "unix":
         path = unquote(parts.path or parts.netloc)
         if not path.startswith("/"):
-            raise errors.ValidationError(f"A unix: gateway URL needs an absolute path, got {url!r}.")
+            raise errors.ValidationError(
+                f"A unix: gateway URL needs an absolute path, got {url!r}."
+            )
         return Gateway(shown, Endpoint(unix_socket=path))
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise errors.ValidationError(

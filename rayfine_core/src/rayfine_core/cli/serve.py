@@ -37,7 +37,9 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     add_runtime_option(serve, "the runtime that runs the environments")
     _tokens_option(serve)
     serve.add_argument("--name", default="default", help="this gateway's name (default: default)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
     serve.add_argument("--port", type=int, default=8443, help="TCP port (default: 8443; 0: any)")
     serve.add_argument("--unix-socket", metavar="PATH", help="listen on a Unix socket instead")
     serve.add_argument("--tls-cert", type=Path, metavar="PEM", help="certificate to serve")
@@ -178,7 +180,13 @@ def cmd_token_list(args: argparse.Namespace) -> int:
         print_json([c.quota() for c in clients])
         return 0
     rows = [
-        (c.name, c.max_envs, c.starts_per_minute, ",".join(c.images) or "-", "yes" if c.build else "")
+        (
+            c.name,
+            c.max_envs,
+            c.starts_per_minute,
+            ",".join(c.images) or "-",
+            "yes" if c.build else "",
+        )
         for c in clients
     ]
     print_table(("CLIENT", "MAX ENVS", "STARTS/MIN", "IMAGES", "BUILD"), rows)
@@ -192,4 +200,3 @@ def cmd_token_remove(args: argparse.Namespace) -> int:
     tokens.remove(_tokens_file(args.tokens), args.client)
     status(f"rayfine: removed {args.client!r}; send SIGHUP to a running gateway to apply it.")
     return 0
-

@@ -24,8 +24,9 @@ import logging
 import signal
 from typing import Any, Optional
 
-from rayfine_core import errors
 from rayfine_core.runtime.base import Runtime
+
+from rayfine_core import errors
 
 from ..messages import API, error_of_exception
 from . import asgi, images, lifecycle, proxy, routes

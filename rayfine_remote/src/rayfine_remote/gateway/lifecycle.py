@@ -15,9 +15,10 @@ import json
 import logging
 from typing import TYPE_CHECKING, Awaitable
 
-from rayfine_core import errors
 from rayfine_core.runtime.types import StartRequest
 from rayfine_core.transport.client import AsyncClient
+
+from rayfine_core import errors
 
 from .. import messages
 from . import asgi, policy
@@ -46,9 +47,7 @@ async def start_route(
         checked = policy.check_start(client, request, gateway.engine.runtime.capabilities)
         env = gateway.table.admit(client, request.name, request.image, request.labels)
     except errors.RayfineError as exc:
-        gateway.audit.log(
-            "start_refused", client=client.name, image=request.image, reason=str(exc)
-        )
+        gateway.audit.log("start_refused", client=client.name, image=request.image, reason=str(exc))
         raise
     env.token = request.token
     env.starting = asyncio.ensure_future(_start(gateway, env, checked))

@@ -140,7 +140,9 @@ def _capped(client: Client, limits: Limits) -> Limits:
         if mem is None:
             mem = client.max_memory
         elif memory_bytes(mem) > cap:
-            raise PolicyError(f"mem_limit {mem!r} is above this client's cap {client.max_memory!r}.")
+            raise PolicyError(
+                f"mem_limit {mem!r} is above this client's cap {client.max_memory!r}."
+            )
     cpus = limits.cpu_limit
     if client.max_cpus is not None:
         if cpus is None:

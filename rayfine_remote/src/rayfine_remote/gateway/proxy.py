@@ -109,9 +109,7 @@ async def forward(
     token = asgi.header(scope, b"x-rayfine-token")
     waiting = _Waiting(asyncio.current_task(), receive)
     try:
-        outcome = await exchange(
-            gateway, client, env_id, path, scope["method"], query, token, body
-        )
+        outcome = await exchange(gateway, client, env_id, path, scope["method"], query, token, body)
         waiting.task = None
     except asyncio.CancelledError:
         if not waiting.hung_up:

@@ -7,15 +7,16 @@ import json
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import parse_qs
 
-from rayfine_core import errors
 from rayfine_core.runtime import labels as label_keys
 from rayfine_core.runtime.types import ContainerRecord
 
+from rayfine_core import errors
+
 from .. import messages
 from . import asgi, lifecycle, logstream
+from .asgi import Receive, Scope, Send
 from .config import VERSION
 from .engine import CLIENT_LABEL, GATEWAY_LABEL
-from .asgi import Receive, Scope, Send
 from .table import Env, Phase
 from .tokens import Client
 
@@ -25,12 +26,16 @@ if TYPE_CHECKING:
 MAX_HEARTBEAT_BODY = 1024 * 1024
 
 
-async def info(gateway: Gateway, client: Client, scope: Scope, receive: Receive, send: Send) -> None:
+async def info(
+    gateway: Gateway, client: Client, scope: Scope, receive: Receive, send: Send
+) -> None:
     """``GET /v1/info``: what the gateway runs on, and what this client may do there."""
     runtime = gateway.engine.runtime
     capabilities = dataclasses.asdict(runtime.capabilities)
     offered = set(runtime.capabilities.isolation)
-    capabilities["isolation"] = sorted(offered & set(client.isolation) if client.isolation else offered)
+    capabilities["isolation"] = sorted(
+        offered & set(client.isolation) if client.isolation else offered
+    )
     capabilities["builds"] = runtime.capabilities.builds and client.build
     await asgi.send_json(
         send,
@@ -68,7 +73,9 @@ async def list_envs(
                 id=env.id,
                 name=env.name,
                 image=env.image,
-                status=env.phase.value if env.phase is not Phase.RUNNING else statuses.get(env.id, "removed"),
+                status=env.phase.value
+                if env.phase is not Phase.RUNNING
+                else statuses.get(env.id, "removed"),
                 labels=env.labels,
                 runtime="remote",
                 created=env.created,

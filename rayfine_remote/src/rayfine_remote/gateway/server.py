@@ -351,7 +351,9 @@ class Connection(asyncio.Protocol):
                     headers = [*headers, (b"content-length", b"%d" % len(body))]
             out += b"".join(b"%s: %s\r\n" % (k, v) for k, v in headers) + b"\r\n"
         if request.chunked:
-            out += (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + (b"" if more else b"0\r\n\r\n")
+            out += (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + (
+                b"" if more else b"0\r\n\r\n"
+            )
         else:
             out += body
         self._write(out)
@@ -377,8 +379,9 @@ class Connection(asyncio.Protocol):
         self._arm(IDLE_TIMEOUT)
 
     def close_if_idle(self) -> None:
+        """Shutting down: drop a connection with no request in flight (no TLS close handshake to wait for)."""
         if not self.queue:
-            self._close()
+            self.abort()
 
     # -- helpers ------------------------------------------------------------------------------------
     def _count(self, size: int) -> None:
@@ -412,7 +415,9 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
     def _tls(self) -> bool:
-        return self.transport is not None and self.transport.get_extra_info("sslcontext") is not None
+        return (
+            self.transport is not None and self.transport.get_extra_info("sslcontext") is not None
+        )
 
     def _arm(self, seconds: float) -> None:
         self._disarm()
@@ -432,5 +437,3 @@ def _head(status: int, keep_alive: bool) -> bytes:
     reason = _REASONS.get(status, b"Unknown")
     connection = b"" if keep_alive else b"connection: close\r\n"
     return b"HTTP/1.1 %d %s\r\n%s" % (status, reason, connection)
-
-

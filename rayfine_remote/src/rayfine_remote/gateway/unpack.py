@@ -73,7 +73,9 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, into: Path, relative
                 os.mkdir(name, 0o755, dir_fd=parent_fd)
             except FileExistsError:
                 if not target.is_dir() or target.is_symlink():
-                    raise ValidationError(f"{relative!r} is both a directory and something else.")
+                    raise ValidationError(
+                        f"{relative!r} is both a directory and something else."
+                    ) from None
         elif member.isfile():
             source = tar.extractfile(member)
             assert source is not None
