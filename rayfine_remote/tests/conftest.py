@@ -7,6 +7,8 @@ and run directory is private to the test session.
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -132,3 +134,31 @@ def connect(gateway: Running) -> Callable[..., dict[str, object]]:
         return {"mode": "remote", "url": gateway.url, "token": gateway.tokens[client]}
 
     return keywords
+
+
+@pytest.fixture
+def tls_connect(gateway: Running) -> Callable[[], "ssl.SSLSocket"]:
+    """Open a raw TLS connection to the session's gateway (no pin check: the test made it)."""
+    host, port = gateway.url.split("//")[1].split("#")[0].rsplit(":", 1)
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+
+    def connect() -> ssl.SSLSocket:
+        sock = context.wrap_socket(socket.create_connection((host, int(port)), 5))
+        sock.settimeout(10)
+        return sock
+
+    return connect
+
+
+def read_all(sock: "ssl.SSLSocket") -> bytes:
+    """Everything the server sends until it closes the connection."""
+    received = b""
+    while True:
+        try:
+            piece = sock.recv(65536)
+        except (OSError, ssl.SSLError):
+            return received
+        if not piece:
+            return received
+        received += piece

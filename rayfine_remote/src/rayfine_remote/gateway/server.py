@@ -96,6 +96,8 @@ class Request:
         self.chunked = False
         self.finished = False
         self.body_read = False
+        self.wrote = False
+        """Some of its answer has been written."""
         self.limit = 0
         """Most body bytes that may wait unread (a forwarded call is read whole first)."""
 
@@ -189,6 +191,9 @@ class Connection(asyncio.Protocol):
         assert request is not None
         request.method = self.parser.get_method().decode("ascii", "replace")
         request.keep_alive = self.parser.should_keep_alive()
+        if self.parser.should_upgrade():
+            self._refuse(400, b"Upgrades are not served.")
+            raise _Refused
         path = request.url.split(b"?", 1)[0]
         forwarded = path.startswith(b"/v1/envs/") and PROXY_MARK.encode() in path
         config = self.gateway.config
@@ -283,7 +288,7 @@ class Connection(asyncio.Protocol):
         head = _head(status, request.keep_alive)
         head += b"content-type: %s\r\ncontent-length: %d\r\n\r\n" % (content_type, len(body))
         self._write(head + body)
-        request.finished = True
+        request.finished = request.wrote = True
 
     async def _asgi(self, request: Request, path: str) -> None:
         scope = {
@@ -357,6 +362,7 @@ class Connection(asyncio.Protocol):
         else:
             out += body
         self._write(out)
+        request.wrote = True
         if not more:
             request.finished = True
             request.arrived.set()  # a handler waiting in receive() learns the answer is out
@@ -371,11 +377,11 @@ class Connection(asyncio.Protocol):
         if not request.keep_alive or not request.complete or self.server.closing:
             self._close()
             return
+        if self.transport is not None:
+            self.transport.resume_reading()  # paused for a pipelined request, or a body
         if self.queue:
             self._dispatch()
             return
-        if self.transport is not None:
-            self.transport.resume_reading()
         self._arm(IDLE_TIMEOUT)
 
     def close_if_idle(self) -> None:
@@ -396,8 +402,13 @@ class Connection(asyncio.Protocol):
         body = b'{"error":{"kind":"bad_request","type":"bad_request","message":"%s"}}' % message
         head = _head(status, False)
         head += b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body)
-        if self.task is None or self.task.done():
-            self._write(head + body)
+        current = self.queue[0] if self.queue else None
+        if current is None or (current is self.parsing and not current.wrote):
+            self._write(head + body)  # nothing else is being answered on this connection
+            if current is not None:
+                current.finished = current.wrote = True
+                if self.task is not None:
+                    self.task.cancel()
         self._close()
 
     def _write(self, data: bytes) -> None:
