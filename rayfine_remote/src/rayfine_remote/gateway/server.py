@@ -255,10 +255,11 @@ class Connection(asyncio.Protocol):
         if client is None:
             self._answer(request, *proxy.unauthorized())
             return
-        try:
-            await asyncio.wait_for(self._whole_body(request), BODY_TIMEOUT)
-        except asyncio.TimeoutError:
-            return  # a body that does not come: the connection is dropped
+        if not request.complete:  # usually it came with the head
+            try:
+                await asyncio.wait_for(self._whole_body(request), BODY_TIMEOUT)
+            except asyncio.TimeoutError:
+                return  # a body that does not come: the connection is dropped
         if self.lost:
             return
         env_id, _, rest = path[len("/v1/envs/") :].partition("/")
