@@ -26,13 +26,12 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Callable, Generator, Sequence, TypeVar
 
 from . import errors
-from .api import bind_options, load_env
+from .api import bind_options, load_env, runtime_for
 from .environment import registry
 from .environment.faces import AsyncEnvironment
 from .environment.life import Life
 from .environment.options import EnvOptions
 from .environment.steps import arun, finish
-from .plugins.manager import get_runtime
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec
@@ -101,7 +100,7 @@ def aload_env(*args: Any, **kwargs: Any) -> Loading:
 
 async def _start(options: EnvOptions) -> AsyncEnvironment:
     async with _start_slots():
-        life = Life(options, get_runtime(options.runtime))
+        life = Life(options, runtime_for(options))
         env = AsyncEnvironment(life)
         await arun(life.start())
     return env

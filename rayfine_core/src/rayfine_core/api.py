@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, cast
 
 from . import errors
 from .egress.policy import EgressPolicy
@@ -12,7 +12,8 @@ from .environment.faces import Environment
 from .environment.life import Life
 from .environment.options import DEFAULT_MEM_LIMIT, DEFAULT_PIDS_LIMIT, EnvOptions
 from .environment.steps import run
-from .plugins.manager import get_runtime
+from .plugins.manager import get_manager, get_runtime
+from .runtime.base import Runtime
 from .runtime.types import SERVER_USER, EnvType, Limits
 
 
@@ -38,12 +39,16 @@ def load_env(
     isolation: str = "container",
     egress: Optional[Iterable[str] | EgressPolicy] = None,
     runtime_options: Optional[Mapping[str, Any]] = None,
+    url: Optional[str] = None,
+    token: Optional[str] = None,
 ) -> Environment:
     """Start a container from ``image`` and return the environment running in it.
 
     :param image: an image built by :func:`build_image_from_env` (or, with
         ``env_type="http_based"``, any image whose CMD serves a FastAPI app).
-    :param mode: ``"local"``: run the container with a runtime of this host.
+    :param mode: ``"local"``: run the container with a runtime of this host;
+        ``"remote"``: on the gateway at ``url`` (``rayfine serve`` on another host),
+        which then picks the runtime; the environment behaves the same.
     :param container_name: container name (default ``rayfine-<image>-<id>``).
     :param http_port: publish the server on this 127.0.0.1 port (default: a
         private Unix socket for function-based envs, any free port otherwise).
@@ -68,13 +73,17 @@ def load_env(
         ``"host:8443"``): the container gets no network of its own and reaches the outside
         only through Rayfine's proxy, and only those hosts.
     :param runtime_options: settings only this runtime understands (passed through).
+    :param url: mode="remote": the gateway, ``https://HOST:PORT#sha256=FINGERPRINT``
+        (default ``RAYFINE_REMOTE_URL``).
+    :param token: mode="remote": this client's token (default ``RAYFINE_REMOTE_TOKEN``).
     :raises ValidationError: a bad argument (before any engine work).
     :raises ImageNotFoundError: the image is not there (Rayfine never pulls).
     :raises StartError: the container could not start (``EnvLoadError``: env.py
         failed to import; ``StartTimeout``: the server never answered).
     :raises EngineUnavailableError: the engine cannot be reached.
     """
-    life = Life(options_from(locals()), get_runtime(runtime))  # locals(): exactly the parameters
+    options = options_from(locals())  # locals(): exactly the parameters
+    life = Life(options, runtime_for(options))
     env = Environment(life)
     run(life.start())
     return env
@@ -102,7 +111,24 @@ def options_from(arguments: Mapping[str, Any]) -> EnvOptions:
         isolation=a["isolation"],
         egress=a["egress"],
         runtime_options=dict(a["runtime_options"] or {}),
+        url=a.get("url"),
+        token=a.get("token"),
     )
+
+
+def runtime_for(options: EnvOptions) -> Runtime:
+    """The runtime an environment runs on: by name, or in remote mode the one for its gateway.
+
+    :raises UnknownRuntimeError: remote mode without the ``remote`` runtime installed.
+    """
+    if options.mode != "remote":
+        return get_runtime(options.runtime)
+    manager = get_manager()
+    found = manager.runtime_registry()
+    if "remote" not in found:
+        raise errors.UnknownRuntimeError("remote", list(found), manager.load_errors)
+    factory = cast(Callable[..., Runtime], found["remote"].spec.factory)
+    return factory(url=options.url, token=options.token)  # one per gateway and token
 
 
 def bind_options(*args: Any, **kwargs: Any) -> EnvOptions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
@@ -11,7 +12,9 @@ from ..egress.policy import EgressPolicy
 from ..errors import ValidationError
 from ..runtime.types import SERVER_USER, EnvType, Limits, check_reference
 
-MODES = ("local",)
+MODES = ("local", "remote")
+REMOTE_URL = "RAYFINE_REMOTE_URL"
+REMOTE_TOKEN = "RAYFINE_REMOTE_TOKEN"
 DEFAULT_MEM_LIMIT = "4g"
 DEFAULT_PIDS_LIMIT = 1024
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -55,11 +58,16 @@ class EnvOptions:
     isolation: str = "container"
     egress: Optional[EgressPolicy] = None
     runtime_options: dict[str, Any] = field(default_factory=dict)
+    url: Optional[str] = None
+    """mode="remote": the gateway (default ``RAYFINE_REMOTE_URL``)."""
+    token: Optional[str] = field(default=None, repr=False)
+    """mode="remote": this client's token (default ``RAYFINE_REMOTE_TOKEN``)."""
 
     def __post_init__(self) -> None:
         check_reference(self.image)
         if self.mode not in MODES:
             raise ValidationError(f"Unknown mode {self.mode!r}. Choose one of: {', '.join(MODES)}.")
+        _check_remote(self)
         if self.container_name is not None and not _matches(_CONTAINER_NAME, self.container_name):
             raise ValidationError(
                 f"Invalid container_name {self.container_name!r}: use letters, digits, '_', '.',"
@@ -109,6 +117,21 @@ class EnvOptions:
                     "egress=[...] needs the Unix-socket transport (the container has no network"
                     " device to publish a port on); drop transport='tcp' / http_port."
                 )
+
+
+def _check_remote(options: EnvOptions) -> None:
+    """Remote mode needs a gateway URL and a token (arguments or environment); local mode neither."""
+    if options.mode != "remote":
+        if options.url is not None or options.token is not None:
+            raise ValidationError("url= and token= name a gateway: pass them with mode='remote'.")
+        return
+    options.url = options.url or os.environ.get(REMOTE_URL) or None
+    options.token = options.token or os.environ.get(REMOTE_TOKEN) or None
+    if not options.url or not options.token:
+        raise ValidationError(
+            f"mode='remote' needs the gateway's url= and your token= (or {REMOTE_URL} and"
+            f" {REMOTE_TOKEN}); `rayfine serve` prints the URL, its admin gives you the token."
+        )
 
 
 def _matches(pattern: re.Pattern[str], text: str) -> bool:

@@ -16,6 +16,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import select
 import socket
 import ssl
 import stat
@@ -295,6 +296,9 @@ def _connect_unix_blocking(path: str, timeout: float) -> socket.socket:
 
 def _still_open(sock: socket.socket) -> bool:
     """An idle keep-alive connection is readable only if the server closed it (or misbehaved)."""
+    if isinstance(sock, ssl.SSLSocket):  # TLS sockets refuse MSG_PEEK: ask select instead
+        readable, _, _ = select.select([sock], [], [], 0)
+        return not readable and not sock.pending()
     sock.setblocking(False)  # a socket with a timeout would wait for data first
     try:
         sock.recv(1, socket.MSG_PEEK)
@@ -445,6 +449,9 @@ class _Connection(asyncio.Protocol):
         assert self._transport is not None
         loop = asyncio.get_running_loop()
         self._parser, self._received, self._limit = ResponseParser(), 0, limit
+        if self._transport.is_closing():  # closed under us (uvloop would raise on write)
+            self._open = False
+            raise ProtocolError("the server closed the connection")
         self._waiter = waiter = loop.create_future()
         self._transport.write(request)
         timer = _Timer(loop, waiter, timeout, watch) if timeout is not None or watch else None
