@@ -14,7 +14,7 @@ die() { echo "[rayfine] error: $*" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
 BASE_IMAGE=rayfine/python:3.11-bookworm
-MEMBERS=(rayfine_core rayfine_docker rayfine_podman rayfine_kubernetes rayfine_server)
+MEMBERS=(rayfine_core rayfine_docker rayfine_podman rayfine_kubernetes rayfine_remote rayfine_server)
 # Out-of-tree distributions installed too: the third-party plugin example is
 # tested (tests/test_third_party_plugin.py, conformance --rayfine-runtime example).
 EXTRAS=(examples/rayfine-example-runtime)

@@ -22,7 +22,7 @@ run() {  # run NAME PYTEST-ARGS...: one pytest session, recorded for the summary
 echo "[rayfine] === style (ruff format) and types (mypy) ==="
 .venv/bin/ruff format --check --quiet . || { echo "[rayfine] run: .venv/bin/ruff format ."; status=1; }
 .venv/bin/mypy rayfine_core/src rayfine_docker/src rayfine_podman/src rayfine_kubernetes/src \
-    rayfine_server/src || status=1
+    rayfine_remote/src rayfine_server/src || status=1
 
 # Offline: no engine may be touched (tests/conftest.py refuses it); coverage of the core's life.
 # (-p no:rayfine: the conformance plugin is not needed here, and loading it before coverage
@@ -30,6 +30,7 @@ echo "[rayfine] === style (ruff format) and types (mypy) ==="
 run offline -m "not engine" -p no:rayfine tests \
     --cov=rayfine_core.environment --cov-report=term --cov-fail-under=85 "$@"
 run server -p no:rayfine rayfine_server/tests "$@"  # in process; a tracer would skew its timeouts
+run remote -p no:rayfine rayfine_remote/tests "$@"  # the gateway in process, on the process runtime
 run engine-docker -m "engine and not kubernetes" tests --rayfine-runtime docker "$@"
 for runtime in docker podman example process; do
     run "conformance-$runtime" --pyargs rayfine_core.testing --rayfine-runtime "$runtime" "$@"
@@ -38,6 +39,10 @@ for runtime in docker podman; do  # the same suite with every container under gV
     run "conformance-$runtime-gvisor" --pyargs rayfine_core.testing --rayfine-runtime "$runtime" \
         --rayfine-isolation gvisor "$@"
 done
+# Remote mode: the conformance suite through a gateway backed by docker.
+echo "[rayfine] === conformance-remote ==="
+.venv/bin/python rayfine_remote/tests/run_conformance.py --backing docker \
+    --junitxml="$reports/conformance-remote.xml" || status=1
 # The engine run covered these on docker; the same fault and bad-input tests on podman.
 run engine-podman tests/engine/test_faults.py tests/engine/test_bad_input.py --rayfine-runtime podman "$@"
 

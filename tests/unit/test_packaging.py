@@ -30,9 +30,16 @@ MEMBERS = {
     "rayfine-docker": "rayfine_docker",
     "rayfine-podman": "rayfine_podman",
     "rayfine-kubernetes": "rayfine_kubernetes",
+    "rayfine-remote": "rayfine_remote",
     "rayfine-server": "rayfine_server",
 }
-HOOKED = ("rayfine_core", "rayfine_docker", "rayfine_podman", "rayfine_kubernetes")
+HOOKED = (
+    "rayfine_core",
+    "rayfine_docker",
+    "rayfine_podman",
+    "rayfine_kubernetes",
+    "rayfine_remote",
+)
 SIBLINGS = set(MEMBERS)
 
 

@@ -86,9 +86,7 @@ class Engine:
             rundir.write_token(env.run_dir, token)
             backing.env["RAYFINE_TOKEN_FILE"] = f"{RUN_MOUNT}/{TOKEN_NAME}"
             backing.env["RAYFINE_UDS"] = f"{RUN_MOUNT}/{SOCKET_NAME}"
-            backing.env["RAYFINE_TOKEN"] = token  # servers before protocol 2 read only this
-        elif token is not None:
-            backing.env["RAYFINE_TOKEN"] = token
+        # Elsewhere the backing runtime delivers request.token itself (never as a variable).
         return backing
 
     async def start(self, request: StartRequest) -> ContainerHandle:
