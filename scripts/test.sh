@@ -51,7 +51,11 @@ run engine-podman tests/engine/test_faults.py tests/engine/test_bad_input.py --r
 if bash scripts/k8s/cluster.sh up; then
     run kubernetes -m kubernetes tests/kubernetes "$@"
     eval "$(bash scripts/k8s/cluster.sh env)"
-    k8s_left="$("$RAYFINE_K8S_KUBECTL" get jobs,pods,secrets -A -l rayfine.owner=rayfine -o name 2>&1)"
+    for _ in $(seq 60); do  # deleted pods take their termination grace to go
+        k8s_left="$("$RAYFINE_K8S_KUBECTL" get jobs,pods,secrets -A -l rayfine.owner=rayfine -o name 2>&1)"
+        [ -n "$k8s_left" ] || break
+        sleep 1
+    done
     [ -z "$k8s_left" ] || { echo "[rayfine] LEAK on Kubernetes: $k8s_left"; status=1; }
 else
     echo "[rayfine] the Kubernetes test cluster did not come up"; status=1

@@ -226,7 +226,7 @@ def test_a_forked_child_never_cleans_up_its_parents_environments(target):
     pid = os.fork()
     if pid == 0:
         mine = rf.load_env(IMAGE, runtime=RUNTIME)
-        labels = rf.get_runtime("process").list_containers({"rayfine.env_id": mine.id})[0].labels
+        labels = rf.get_runtime(RUNTIME).list_containers({"rayfine.env_id": mine.id})[0].labels
         report(child_env=mine.id, child_pid=labels["rayfine.pid"], same=env.add(1))
         sys.exit(0)  # exit hooks run here: they must stop only the child's environment
     os.waitpid(pid, 0)

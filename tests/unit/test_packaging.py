@@ -103,8 +103,16 @@ def test_a_runtime_extra_brings_the_server(wheels):
     assert extras == {
         "docker": {"rayfine-docker", "rayfine-server"},
         "podman": {"rayfine-podman", "rayfine-server"},
+        "kubernetes": {"rayfine-kubernetes", "rayfine-server"},
+        "remote": {"rayfine-remote"},
         "server": {"rayfine-server"},
-        "all": {"rayfine-docker", "rayfine-podman", "rayfine-server"},
+        "all": {
+            "rayfine-docker",
+            "rayfine-podman",
+            "rayfine-kubernetes",
+            "rayfine-remote",
+            "rayfine-server",
+        },
     }
 
 

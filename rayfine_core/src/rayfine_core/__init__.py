@@ -24,6 +24,7 @@ from .api import (
 )
 from .build.builder import build_image_from_env
 from .environment.faces import AsyncEnvironment, Environment
+from .environment.sessions import AsyncSession, Session
 from .errors import RayfineError
 from .plugins.hookspecs import CallInfo, hookimpl
 from .plugins.manager import available_runtimes, get_runtime
@@ -47,6 +48,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncEnvironment",
+    "AsyncSession",
     "BuildRequest",
     "CallInfo",
     "Capabilities",
@@ -62,6 +64,7 @@ __all__ = [
     "RayfineError",
     "Runtime",
     "RuntimeSpec",
+    "Session",
     "StartRequest",
     "TLSConfig",
     "acleanup_all_environments",

@@ -38,6 +38,8 @@ def load_env(
     user: Optional[str] = SERVER_USER,
     isolation: str = "container",
     egress: Optional[Iterable[str] | EgressPolicy] = None,
+    max_sessions: Optional[int] = None,
+    session_idle_timeout: Optional[float] = None,
     runtime_options: Optional[Mapping[str, Any]] = None,
     url: Optional[str] = None,
     token: Optional[str] = None,
@@ -72,6 +74,10 @@ def load_env(
     :param egress: an allow-list of hosts (``"api.example.com"``, ``"*.models.example"``,
         ``"host:8443"``): the container gets no network of its own and reaches the outside
         only through Rayfine's proxy, and only those hosts.
+    :param max_sessions: sessions (``env.session()``) one container may hold at once
+        (default: the Actor's ``max_sessions`` attribute, else 1).
+    :param session_idle_timeout: seconds without a call after which the server closes a
+        session (default 600).
     :param runtime_options: settings only this runtime understands (passed through).
     :param url: mode="remote": the gateway, ``https://HOST:PORT#sha256=FINGERPRINT``
         (default ``RAYFINE_REMOTE_URL``).
@@ -110,6 +116,8 @@ def options_from(arguments: Mapping[str, Any]) -> EnvOptions:
         user=a["user"],
         isolation=a["isolation"],
         egress=a["egress"],
+        max_sessions=a["max_sessions"],
+        session_idle_timeout=a["session_idle_timeout"],
         runtime_options=dict(a["runtime_options"] or {}),
         url=a.get("url"),
         token=a.get("token"),

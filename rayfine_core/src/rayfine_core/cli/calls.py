@@ -11,10 +11,12 @@ from ._util import (
     RAW,
     add_json_option,
     add_runtime_option,
+    age,
     json_arg,
     json_object,
     positive_float,
     print_json,
+    print_table,
     status,
 )
 
@@ -60,9 +62,42 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         type=positive_float,
         help="seconds the call may take (default: no limit)",
     )
+    call.add_argument(
+        "--session",
+        metavar="ID",
+        help="call the Actor of this session (`rayfine sessions NAME --open` makes one)",
+    )
     add_runtime_option(call, "only look for environments of this runtime", "any")
     call.add_argument("--json", action="store_true", help="print the result as compact JSON")
     call.set_defaults(func=cmd_call)
+
+    sessions = sub.add_parser(
+        "sessions",
+        parents=[common],
+        formatter_class=RAW,
+        help="list, open or close the sessions of a running environment",
+        description="List the sessions (independent Actor instances) of an environment started\n"
+        "with `rayfine run`; --open makes one (constructor arguments as for `call`),\n"
+        "--close ID ends one.",
+    )
+    sessions.add_argument(
+        "name", metavar="NAME_OR_ID", help="container name, env id or container-id prefix"
+    )
+    action = sessions.add_mutually_exclusive_group()
+    action.add_argument("--open", action="store_true", help="open a session; print its id")
+    action.add_argument("--close", metavar="ID", help="close the session ID")
+    sessions.add_argument(
+        "--arg",
+        metavar="K=V",
+        dest="pairs",
+        action="append",
+        type=json_arg,
+        default=[],
+        help="--open: constructor keyword argument, value parsed as JSON (repeatable)",
+    )
+    add_runtime_option(sessions, "only look for environments of this runtime", "any")
+    add_json_option(sessions)
+    sessions.set_defaults(func=cmd_sessions)
 
     methods = sub.add_parser(
         "methods",
@@ -81,13 +116,44 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 def cmd_call(args: argparse.Namespace) -> int:
     kwargs = {**args.args_json, **dict(args.pairs)}
     env = attach(args.name, args.runtime)
-    result = env.call_method(args.method, (), kwargs, args.timeout)
+    target = env.existing_session(args.session) if args.session else env
+    result = target.call_method(args.method, (), kwargs, args.timeout)
     if args.json:
         print_json(result, compact=True)
     elif isinstance(result, str):
         print(result)
     else:
         print_json(result)
+    return 0
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    env = attach(args.name, args.runtime)
+    if args.open:
+        print(env.session(**dict(args.pairs)).id)
+        return 0
+    if args.close:
+        env.existing_session(args.close).close()
+        return 0
+    listed = env.sessions()
+    if args.json:
+        print_json(listed)
+    elif listed:
+        print_table(
+            ["SESSION", "CALLS", "IN FLIGHT", "IDLE FOR", "EXPIRES AFTER"],
+            [
+                [
+                    s["id"],
+                    s.get("calls", 0),
+                    s.get("in_flight", 0),
+                    age(s.get("last_used")),
+                    f"{s.get('idle_timeout', 0):g}s idle",
+                ]
+                for s in listed
+            ],
+        )
+    else:
+        status(f"rayfine: {env.name} has no open sessions")
     return 0
 
 

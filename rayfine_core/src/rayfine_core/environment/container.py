@@ -113,6 +113,10 @@ def plan(
         start_timeout=options.start_timeout,
     )
     container = Container(request, env_type)
+    if options.max_sessions is not None:
+        request.env["RAYFINE_MAX_SESSIONS"] = str(options.max_sessions)
+    if options.session_idle_timeout is not None:
+        request.env["RAYFINE_SESSION_IDLE_TIMEOUT"] = str(options.session_idle_timeout)
     if served:
         container.token = request.token = secrets.token_urlsafe(32)
     if options.isolation != "container" or options.egress is not None:

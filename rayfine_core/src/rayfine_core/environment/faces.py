@@ -16,8 +16,9 @@ from typing import Any, Awaitable, Callable, Mapping, Optional, Sequence
 from ..egress.stats import EgressStats
 from ..runtime.types import ContainerHandle, EnvType
 from ..transport.protocol import MethodInfo
-from . import steps
+from . import sessions, steps
 from .life import Life, State
+from .sessions import OpeningSession, Session
 
 
 class _Face:
@@ -134,6 +135,28 @@ class Environment(_Face):
         """The container's last ``tail`` lines of output."""
         return self._life.logs(tail)
 
+    def session(
+        self,
+        *args: Any,
+        timeout: Optional[float] = None,
+        idle_timeout: Optional[float] = None,
+        **kwargs: Any,
+    ) -> Session:
+        """Open a session: a fresh ``Actor(*args, **kwargs)`` in this container.
+
+        Use it as ``with env.session(seed=1) as s: s.reset()``, or close it.
+        ``idle_timeout``: seconds without a call after which the server closes it.
+        """
+        return sessions.open_blocking(self._life, args, kwargs, timeout, idle_timeout)
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """The container's open sessions (id, created, last_used, calls, in_flight, idle_timeout)."""
+        return steps.run(self._life.list_sessions())
+
+    def existing_session(self, session_id: str) -> Session:
+        """A session opened earlier, by this or another process (``rayfine call --session``)."""
+        return sessions.resume(self._life, session_id)
+
     def cleanup(self) -> None:
         """Stop and remove the container.  Safe to call more than once; retries a failed stop."""
         self._life.stop_blocking("cleanup")
@@ -173,6 +196,20 @@ class AsyncEnvironment(_Face):
     async def logs(self, tail: int = 100) -> str:
         """The container's last ``tail`` lines of output."""
         return await steps.in_thread(lambda: self._life.logs(tail))
+
+    def session(
+        self,
+        *args: Any,
+        timeout: Optional[float] = None,
+        idle_timeout: Optional[float] = None,
+        **kwargs: Any,
+    ) -> OpeningSession:
+        """Open a session: ``s = await env.session(...)`` or ``async with env.session(...) as s``."""
+        return sessions.open_async(self._life, args, kwargs, timeout, idle_timeout)
+
+    async def sessions(self) -> list[dict[str, Any]]:
+        """The container's open sessions (id, created, last_used, calls, in_flight, idle_timeout)."""
+        return await steps.arun(self._life.list_sessions())
 
     async def cleanup(self) -> None:
         """Stop and remove the container.  Safe to call more than once; retries a failed stop."""

@@ -48,7 +48,7 @@ from ..runtime.types import (
 )
 from ..transport.channel import Channel
 from ..transport.dialects import Dialect, Request, dialect_for, health_verdict
-from ..transport.protocol import MethodInfo
+from ..transport.protocol import MethodInfo, decode_json, encode_json, error_from_response
 from ..transport.wire import Response
 from . import container as containers
 from . import registry, rundir, statefiles
@@ -125,6 +125,13 @@ class Life:
         if container is None or container.handle is None:
             raise errors.EnvironmentClosedError(f"Environment {self.env_id} has no container.")
         return container.handle
+
+    def current_container(self) -> Container:
+        """The container in use now (sessions remember which one they live in)."""
+        container = self._current
+        if container is None or self._state is not State.READY:
+            raise errors.EnvironmentClosedError(f"Environment {self.env_id} has no container.")
+        return container
 
     @property
     def catalogue(self) -> Catalogue:
@@ -465,6 +472,80 @@ class Life:
             containers.remove(self.runtime, container, 0)
         except errors.RayfineError as exc:
             log.warning("rayfine: could not remove %s: %s", container.describe(), exc)
+
+    # -- sessions -------------------------------------------------------------------------
+    def open_session(
+        self,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        timeout: Optional[float],
+        idle_timeout: Optional[float],
+    ) -> Flow[tuple[str, Container]]:
+        """Construct a fresh ``Actor(*args, **kwargs)`` in the container: its id and container.
+
+        :raises SessionCapacityError: the container holds ``max_sessions`` already.
+        :raises ActorInitError: the constructor raised (the container keeps serving).
+        """
+        container = yield from self._serving("session")
+        if self.env_type is not EnvType.FUNCTION_BASED:
+            raise errors.ValidationError("Sessions need a function-based environment (an Actor).")
+        body: dict[str, Any] = {"args": list(args), "kwargs": dict(kwargs)}
+        if timeout is not None:
+            body["timeout"] = timeout
+        if idle_timeout is not None:
+            body["idle_timeout"] = idle_timeout
+        request = Request("POST", "/sessions", encode_json(body, "Actor"))
+        answer = yield from self._session_request(container, request, timeout, "Actor")
+        return str(answer["session"]), container
+
+    def close_session(self, session: str, container: Container) -> Flow[None]:
+        """End a session (its ``Actor.close()`` runs); already ended or gone is fine."""
+        if container is not self._current or self._state in (State.STOPPING, State.CLOSED):
+            return  # its container is gone, and the session with it
+        request = Request("DELETE", f"/sessions/{session}")
+        try:
+            yield from self._session_request(container, request, 30.0, "close")
+        except (errors.UnknownSessionError, errors.SessionClosedError):
+            pass
+
+    def list_sessions(self) -> Flow[list[dict[str, Any]]]:
+        """The container's open sessions: id, created, last_used, calls, in_flight, idle_timeout."""
+        container = yield from self._serving("sessions")
+        answer = yield from self._session_request(
+            container, Request("GET", "/sessions"), 10.0, "sessions"
+        )
+        return list(answer.get("sessions") or [])
+
+    def session_call(
+        self,
+        session: str,
+        container: Container,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        timeout: Optional[float],
+    ) -> Flow[Any]:
+        """Call ``method`` on a session's Actor; a session dies with its container."""
+        if container is not self._current and self._state is State.READY:
+            raise errors.SessionClosedError(
+                f"Session {session} lived in a container of environment {self.env_id} that"
+                " was replaced (restart=True); open a new session."
+            )
+        return (yield from self.call(method, args, kwargs, timeout, session))
+
+    def _session_request(
+        self, container: Container, request: Request, timeout: Optional[float], what: str
+    ) -> Flow[dict[str, Any]]:
+        assert container.channel is not None
+        read_timeout = None if timeout is None else timeout + TIMEOUT_GRACE
+        response = yield from http(container.channel, request, read_timeout)
+        try:
+            payload = decode_json(response.content) if response.content else {}
+        except ValueError:
+            payload = None
+        if 200 <= response.status_code < 300 and isinstance(payload, dict):
+            return payload
+        raise error_from_response(response.status_code, payload, response.content, what)
 
     # -- other operations ---------------------------------------------------------------
     def list_methods(self) -> Flow[list[MethodInfo]]:

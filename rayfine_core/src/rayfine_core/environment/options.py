@@ -22,6 +22,8 @@ _CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}|\d+(:\d+)?")
 _MEMORY = re.compile(r"\d+(\.\d+)?[bkmgBKMG]?")
 _RESERVED_ENV = (
+    "RAYFINE_MAX_SESSIONS",
+    "RAYFINE_SESSION_IDLE_TIMEOUT",
     "RAYFINE_TOKEN",
     "RAYFINE_TOKEN_FILE",
     "RAYFINE_UDS",
@@ -57,6 +59,8 @@ class EnvOptions:
     user: Optional[str] = SERVER_USER
     isolation: str = "container"
     egress: Optional[EgressPolicy] = None
+    max_sessions: Optional[int] = None
+    session_idle_timeout: Optional[float] = None
     runtime_options: dict[str, Any] = field(default_factory=dict)
     url: Optional[str] = None
     """mode="remote": the gateway (default ``RAYFINE_REMOTE_URL``)."""
@@ -96,6 +100,19 @@ class EnvOptions:
         _check_limits(self.limits)
         self.labels = _check_labels(self.labels)
         check_isolation(self.isolation)
+        if self.max_sessions is not None and not (
+            isinstance(self.max_sessions, int) and self.max_sessions >= 0
+        ):
+            raise ValidationError(
+                f"max_sessions must be a whole number >= 0, got {self.max_sessions!r}."
+            )
+        if self.session_idle_timeout is not None and not (
+            isinstance(self.session_idle_timeout, (int, float)) and self.session_idle_timeout > 0
+        ):
+            raise ValidationError(
+                "session_idle_timeout must be a positive number of seconds,"
+                f" got {self.session_idle_timeout!r}."
+            )
         if self.isolation == "gvisor":
             if self.limits.pids_limit == DEFAULT_PIDS_LIMIT:
                 self.limits.pids_limit = None  # bounds gVisor's own threads, not the env's

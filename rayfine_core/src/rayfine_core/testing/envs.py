@@ -170,8 +170,46 @@ COPY env.py /app/env.py
 CMD ["python3", "-m", "uvicorn", "env:app", "--host", "0.0.0.0", "--port", "8000"]
 """
 
+EPISODES = '''
+"""Episodes as sessions: each session is its own Actor, with its own seed and step count."""
+import asyncio
+
+CLOSED = []
+
+
+class Actor:
+    max_sessions = 1000
+
+    def __init__(self, seed: int = 0, fail: bool = False):
+        if fail:
+            raise ValueError(f"constructor refused seed {seed}")
+        self.seed = seed
+        self.steps = 0
+
+    def reset(self) -> int:
+        self.steps = 0
+        return self.seed
+
+    def step(self, action: int) -> dict:
+        self.steps += 1
+        return {"seed": self.seed, "steps": self.steps, "action": action}
+
+    async def wait(self, seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return seconds
+
+    def close(self):
+        CLOSED.append(self.seed)
+
+
+def closed_seeds() -> list:
+    """Seeds of the sessions whose Actor.close() ran, in order."""
+    return CLOSED
+'''
+
 ENVS = {
     "kitchen-sink": KITCHEN_SINK,
+    "episodes": EPISODES,
     "init-fails": INIT_FAILS,
     "import-fails": IMPORT_FAILS,
     "slow-import": SLOW_IMPORT,

@@ -516,3 +516,83 @@ def test_asyncio_face_many_calls_in_flight_and_cleanup(
     results, env_id = asyncio.run(main())
     assert results == [0.2] * 64
     assert owned(rayfine_runtime, env_id) == []
+
+
+# -- sessions --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def episodes(rayfine_image, rayfine_load):
+    with rayfine_load(rayfine_image("episodes")) as env:
+        yield env
+
+
+def test_sessions_are_separate_actors(episodes):
+    with episodes.session(seed=1) as one, episodes.session(seed=2) as two:
+        assert one.reset() == 1 and two.reset() == 2
+        assert one.step(5) == {"seed": 1, "steps": 1, "action": 5}
+        assert one.step(6)["steps"] == 2 and two.step(7)["steps"] == 1  # state apart
+        assert episodes.step(0) == {"seed": 0, "steps": 1, "action": 0}  # the default instance
+        listed = {s["id"] for s in episodes.sessions()}
+        assert {one.id, two.id} <= listed
+    assert {one.id, two.id}.isdisjoint(s["id"] for s in episodes.sessions())
+    assert episodes.closed_seeds()[-2:] == [2, 1]  # Actor.close() ran for each, innermost first
+    with pytest.raises(errors.SessionClosedError):
+        one.step(1)
+
+
+def test_a_failing_constructor_is_typed_and_the_container_keeps_serving(episodes):
+    with pytest.raises(errors.ActorInitError, match="constructor refused seed 9") as info:
+        episodes.session(seed=9, fail=True)
+    assert "raise ValueError" in (info.value.remote_traceback or "")
+    with episodes.session(seed=3) as ok:
+        assert ok.reset() == 3
+
+
+def test_a_timeout_in_one_session_leaves_the_others_alone(episodes):
+    with episodes.session(seed=4) as slow, episodes.session(seed=5) as fast:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            stuck = pool.submit(slow.wait, 30, timeout=0.5)
+            assert fast.step(1)["seed"] == 5
+            with pytest.raises(errors.CallTimeout):
+                stuck.result(20)
+        assert slow.step(2)["seed"] == 4 and fast.step(3)["steps"] == 2
+
+
+def test_session_capacity_and_idle_expiry(rayfine_image, rayfine_load):
+    image = rayfine_image("episodes")
+    with rayfine_load(image, max_sessions=2, session_idle_timeout=1) as env:
+        first, second = env.session(seed=1), env.session(seed=2)
+        with pytest.raises(errors.SessionCapacityError):
+            env.session(seed=3)
+        second.close()
+        third = env.session(seed=3)  # room again
+        time.sleep(2.5)  # idle past the timeout: the server closed them
+        with pytest.raises(errors.SessionClosedError, match="idle"):
+            first.step(1)
+        third.close()
+        first.close()  # closing an expired session is fine
+
+
+def test_unknown_sessions_are_refused(episodes):
+    from rayfine_core.environment.sessions import Session
+
+    made_up = Session(episodes._life, "no-such-session", episodes._life._current)  # noqa: SLF001
+    with pytest.raises(errors.UnknownSessionError):
+        made_up.step(1)
+
+
+def test_many_sessions_from_asyncio(rayfine_image, rayfine_aload):
+    import asyncio
+
+    async def main() -> list[dict]:
+        async with rayfine_aload(rayfine_image("episodes")) as env:
+            sessions = await asyncio.gather(*(env.session(seed=i) for i in range(64)))
+            try:
+                return await asyncio.gather(*(s.step(i) for i, s in enumerate(sessions)))
+            finally:
+                await asyncio.gather(*(s.close() for s in sessions))
+
+    results = asyncio.run(main())
+    assert [r["seed"] for r in results] == list(range(64))
+    assert all(r["steps"] == 1 for r in results)
