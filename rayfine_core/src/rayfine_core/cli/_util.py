@@ -58,8 +58,10 @@ def key_value(text: str) -> tuple[str, Optional[str]]:
     """argparse type for ``K=V`` (or a bare ``K``: the caller decides what that means)."""
     key, sep, value = text.partition("=")
     if not key or not (key[0].isalpha() or key[0] == "_") or not key.replace("_", "a").isalnum():
+        shown = f"name {key!r}" if sep else "a bare word"  # never echo what may be a secret
         raise argparse.ArgumentTypeError(
-            f"expected NAME=VALUE with NAME made of letters, digits and '_', got {text!r}"
+            f"expected NAME=VALUE with NAME made of letters, digits and '_', got {shown}"
+            " (value not shown)"
         )
     return key, (value if sep else None)
 
