@@ -143,52 +143,6 @@ def test_death_is_typed_and_restart_replaces_the_container(kitchen):
         assert process().health(first).status == "removed"
 
 
-def _count_restarts() -> tuple[list[str], str]:
-    restarts: list[str] = []
-
-    @rf.hookimpl
-    def rayfine_stop(handle, reason):
-        if reason == "restart":
-            restarts.append(handle.id)
-
-    return restarts, register(types.SimpleNamespace(rayfine_stop=rayfine_stop), name="counter")
-
-
-def test_restart_race_one_restart_per_death_and_only_typed_errors(kitchen):
-    """Two threads call an environment whose container is killed mid-call, 20 times."""
-    restarts, plugin = _count_restarts()
-    try:
-        with rf.load_env(kitchen, runtime="process", restart=True) as env:
-            for run in range(20):
-                before = len(restarts)
-                pid = process().pid(env.handle.id)
-                outcomes: list[object] = []
-                barrier = threading.Barrier(3)
-
-                def call() -> None:
-                    barrier.wait()
-                    try:
-                        outcomes.append(env.sleep(3))
-                    except Exception as exc:  # what a caller sees: must be typed
-                        outcomes.append(exc)
-
-                threads = [threading.Thread(target=call) for _ in range(2)]
-                for thread in threads:
-                    thread.start()
-                barrier.wait()
-                time.sleep(0.2)
-                os.kill(pid, signal.SIGKILL)
-                for thread in threads:
-                    thread.join(30)
-                assert len(restarts) - before == 1, f"run {run}: {len(restarts) - before} restarts"
-                assert all(isinstance(o, errors.ContainerDiedError) or o == 3 for o in outcomes), (
-                    outcomes
-                )
-                assert env.add(run) == run + 2
-    finally:
-        unregister(plugin)
-
-
 def test_calls_during_a_restart_wait_for_the_new_container(kitchen):
     with rf.load_env(kitchen, runtime="process", restart=True) as env:
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
