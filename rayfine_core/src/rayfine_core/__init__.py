@@ -39,6 +39,7 @@ from .runtime.types import (
     EnvType,
     Limits,
     RuntimeSpec,
+    ServerSpec,
     StartRequest,
     TLSConfig,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "RayfineError",
     "Runtime",
     "RuntimeSpec",
+    "ServerSpec",
     "Session",
     "StartRequest",
     "TLSConfig",

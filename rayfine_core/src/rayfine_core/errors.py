@@ -45,6 +45,22 @@ class UnknownRuntimeError(ValidationError, LookupError):
         super().__init__("\n".join(lines))
 
 
+class UnknownServerError(ValidationError, LookupError):
+    """No plugin declares an in-image server of the requested name."""
+
+    def __init__(self, name: str, available: Sequence[str], load_errors: dict[str, str]) -> None:
+        self.name = name
+        self.available = list(available)
+        choices = ", ".join(sorted(available)) or "(none installed)"
+        lines = [
+            f"Unknown server {name!r}. Choose one of: {choices}.",
+            "Rayfine's own server: pip install 'rayfine-core[server]' (the runtime extras bring"
+            " it too), or the third-party distribution that provides it.",
+        ]
+        lines += [f"Plugin {p!r} failed to load: {e}" for p, e in sorted(load_errors.items())]
+        super().__init__("\n".join(lines))
+
+
 class UnknownEnvironmentError(ValidationError, LookupError):
     """No active environment has the given id."""
 

@@ -23,10 +23,9 @@ from .detect import EnvInfo, inspect_env_dir
 from ..errors import ImageNotFoundError, ValidationError
 from ..plugins.manager import get_manager, get_runtime
 from ..runtime.base import Runtime
-from ..runtime.types import BuildRequest, EnvType
+from ..runtime.types import BuildRequest, EnvType, ServerSpec
 from . import context as build_context
 from . import layer
-from .server_source import server_package_dir
 from .wheelhouse import ensure_wheels
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -65,6 +64,7 @@ def build_image_from_env(
     runtime: str = "docker",
     env_type: "EnvType | str | None" = None,
     on_output: Optional[Callable[[str], None]] = None,
+    server: str = "python",
 ) -> str:
     """Build the image for the environment in ``env_path`` and tag it ``image_tag``.
 
@@ -76,6 +76,7 @@ def build_image_from_env(
     :param runtime: the runtime that builds (``"docker"``, ``"podman"``, ...).
     :param env_type: override the detected type (``"function_based"``/``"http_based"``).
     :param on_output: receive each output line instead of printing it.
+    :param server: the in-image server, by name (``python``: Rayfine's own; plugins add more).
     :return: the id of the final image.
     """
     info = inspect_env_dir(env_path)
@@ -84,16 +85,17 @@ def build_image_from_env(
     kind = EnvType(env_type) if env_type else info.env_type
     emit = None if quiet else (on_output or (lambda line: print(line, flush=True)))
     rt = get_runtime(runtime)
+    spec = get_manager().server(server)
     final = f"{repo}:{tag}"
     args.setdefault("RAYFINE_BASE_IMAGE", base_image())
-    digest = _content_hash(info, kind, args)
+    digest = _content_hash(info, kind, args, spec)
     if not nocache and _existing_hash(rt, final) == digest:
         if emit:
             emit(f"rayfine: {final} is up to date (content hash {digest[:12]}), nothing to build")
         return rt.image_id(final)
     if kind is EnvType.HTTP_BASED:
-        return _build_http(rt, info, final, args, digest, nocache, emit)
-    return _build_function(rt, info, final, args, digest, nocache, emit)
+        return _build_http(rt, info, final, args, digest, nocache, emit, spec)
+    return _build_function(rt, info, final, args, digest, nocache, emit, spec)
 
 
 def _check_buildargs(buildargs: Optional[Mapping[str, str]]) -> dict[str, str]:
@@ -106,7 +108,14 @@ def _check_buildargs(buildargs: Optional[Mapping[str, str]]) -> dict[str, str]:
 
 
 def _build_http(
-    rt: Runtime, info: EnvInfo, final: str, args: dict[str, str], digest: str, nocache: bool, emit
+    rt: Runtime,
+    info: EnvInfo,
+    final: str,
+    args: dict[str, str],
+    digest: str,
+    nocache: bool,
+    emit,
+    server: ServerSpec,
 ) -> str:
     """The app's own Dockerfile, then Rayfine's server in front of its command (proxy mode)."""
     if info.dockerfile is None:
@@ -122,7 +131,8 @@ def _build_http(
             context = build_context.stage(info.path, Path(tmp) / "context")
             _stage_offline_wheels(context / OFFLINE_WHEELS_DIR, emit)
         _run_build(rt, BuildRequest(context, "Dockerfile", base, args, {}, nocache, emit))
-        return _build_layer(rt, base, final, Path(tmp) / "server", digest, nocache, emit, command)
+        layer_dir = Path(tmp) / "server"
+        return _build_layer(rt, base, final, layer_dir, digest, nocache, emit, server, command)
 
 
 def _stage_offline_wheels(dest: Path, emit) -> None:
@@ -141,7 +151,14 @@ def _stage_offline_wheels(dest: Path, emit) -> None:
 
 
 def _build_function(
-    rt: Runtime, info: EnvInfo, final: str, args: dict[str, str], digest: str, nocache: bool, emit
+    rt: Runtime,
+    info: EnvInfo,
+    final: str,
+    args: dict[str, str],
+    digest: str,
+    nocache: bool,
+    emit,
+    server: ServerSpec,
 ) -> str:
     """The env's Dockerfile (or the default one), then Rayfine's server serving env.py."""
     base = f"{final}-base"
@@ -154,9 +171,9 @@ def _build_function(
             dockerfile.write_text(_default_dockerfile(context))
             stage_one = BuildRequest(context, ".rayfine.Dockerfile", base, args, {}, nocache, emit)
         _run_build(rt, stage_one)
-        return _build_layer(
-            rt, base, final, Path(tmp) / "server", digest, nocache, emit, None, info.path / "env.py"
-        )
+        layer_dir = Path(tmp) / "server"
+        env_py = info.path / "env.py"
+        return _build_layer(rt, base, final, layer_dir, digest, nocache, emit, server, None, env_py)
 
 
 def _build_layer(
@@ -167,12 +184,13 @@ def _build_layer(
     digest: str,
     nocache: bool,
     emit,
+    server: ServerSpec,
     app_command: Optional[list[str]],
     env_py: Optional[Path] = None,
 ) -> str:
     kind = EnvType.HTTP_BASED if app_command is not None else EnvType.FUNCTION_BASED
-    layer.stage(context, env_py)
-    (context / "Dockerfile").write_text(layer.dockerfile(base, digest, kind, app_command))
+    layer.stage(context, env_py, server)
+    (context / "Dockerfile").write_text(layer.dockerfile(base, digest, kind, app_command, server))
     return _run_build(rt, BuildRequest(context, "Dockerfile", final, {}, {}, nocache, emit))
 
 
@@ -188,17 +206,13 @@ def _existing_hash(rt: Runtime, image: str) -> Optional[str]:
         return None
 
 
-def _content_hash(info: EnvInfo, kind: EnvType, args: Mapping[str, str]) -> str:
+def _content_hash(info: EnvInfo, kind: EnvType, args: Mapping[str, str], server: ServerSpec) -> str:
     """Hash everything the final image depends on that Rayfine can see."""
     h = hashlib.sha256(kind.value.encode())
     build_context.digest(info.path, h)  # refuses links out of the directory
-    server = server_package_dir()  # the injected server is part of every image
-    for path in sorted(server.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            h.update(str(path.relative_to(server)).encode() + b"\0" + path.read_bytes())
-    for name in (*layer.IMAGE_FILES, "install_wheels.py"):
-        h.update(resources.files("rayfine_core.image").joinpath(name).read_bytes())
-    h.update(layer.dockerfile("", "", kind, ["app"]).encode())  # how the layer is built, too
+    layer.digest(server, h)  # the injected server is part of every image
+    h.update(resources.files("rayfine_core.image").joinpath("install_wheels.py").read_bytes())
+    h.update(layer.dockerfile("", "", kind, ["app"], server).encode())  # how it is built, too
     h.update(repr(sorted(args.items())).encode())
     return h.hexdigest()
 

@@ -14,40 +14,65 @@ import re
 import shutil
 from importlib import resources
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from ..errors import ValidationError
 from ..runtime import labels
-from ..runtime.types import EnvType
-from .server_source import server_package_dir
+from ..runtime.types import EnvType, ServerSpec
 
 SITE = "/opt/rayfine/site"
-IMAGE_FILES = ("rayfine_start.py", "egress_forward.py")
-"""Files of ``rayfine_core.image`` that run in the image (stdlib only), beside the server."""
 FUNCTION_PORT = 8000
 PROXY_PORT = 8001
 """The server's TCP port in proxy mode: the app keeps its own (8000)."""
 APP_PORT = 8000
 
 
-def stage(context: Path, env_py: Optional[Path]) -> Path:
-    """Fill ``context`` with the server package, the in-image helpers and (maybe) env.py."""
-    context.mkdir(parents=True)
-    shutil.copytree(
-        server_package_dir(),
-        context / "rayfine_server",
-        ignore=shutil.ignore_patterns("__pycache__", "tests", "bench_*.py"),
-    )
-    for name in IMAGE_FILES:
-        (context / name).write_bytes(
-            resources.files("rayfine_core.image").joinpath(name).read_bytes()
-        )
+def site_files(server: ServerSpec) -> dict[str, Path]:
+    """Everything the layer puts under :data:`SITE`: the server's files and the egress forwarder."""
+    files = dict(server.files())
+    forwarder = resources.files("rayfine_core.image").joinpath("egress_forward.py")
+    files.setdefault("egress_forward.py", Path(str(forwarder)))
+    for relative in files:
+        if relative.startswith("/") or ".." in Path(relative).parts:
+            raise ValidationError(
+                f"Server {server.name!r} names a file outside the site: {relative}"
+            )
+    return files
+
+
+def digest(server: ServerSpec, into: Any) -> None:
+    """Feed the server's files (their paths and bytes) into a hash."""
+    for relative, source in sorted(site_files(server).items()):
+        paths = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+        for path in paths:
+            if "__pycache__" not in path.parts:
+                name = relative if path == source else f"{relative}/{path.relative_to(source)}"
+                into.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+
+
+def stage(context: Path, env_py: Optional[Path], server: ServerSpec) -> Path:
+    """Fill ``context`` with the server's files (under ``site/``) and, maybe, env.py."""
+    site = context / "site"
+    site.mkdir(parents=True)
+    for relative, source in site_files(server).items():
+        target = site / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copyfile(source, target)
     if env_py is not None:
         shutil.copyfile(env_py, context / "env.py")  # context.walk() vetted any link
     return context
 
 
-def dockerfile(base: str, digest: str, kind: EnvType, app_command: Optional[list[str]]) -> str:
+def dockerfile(
+    base: str,
+    digest: str,
+    kind: EnvType,
+    app_command: Optional[list[str]],
+    server: ServerSpec,
+) -> str:
     """The layer's Dockerfile: the server, its settings, and the image's labels."""
     proxy = kind is EnvType.HTTP_BASED
     env = {"PYTHONUNBUFFERED": "1"}
@@ -70,8 +95,7 @@ def dockerfile(base: str, digest: str, kind: EnvType, app_command: Optional[list
     }
     lines = [
         f"FROM {base}",
-        f"COPY rayfine_server {SITE}/rayfine_server",
-        f"COPY {' '.join(IMAGE_FILES)} {SITE}/",
+        f"COPY site/ {SITE}/",
         f"RUN (python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash {SITE}"
         " >/dev/null 2>&1 || true)",
         *([] if proxy else ["COPY env.py /app/env.py"]),
@@ -79,7 +103,7 @@ def dockerfile(base: str, digest: str, kind: EnvType, app_command: Optional[list
         "LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in image_labels.items()),
         f"EXPOSE {port}",
         "ENTRYPOINT []",
-        f'CMD ["python3", "{SITE}/rayfine_start.py"]',
+        f"CMD {json.dumps(list(server.command))}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any, Generator, Iterable, Mapping, Optional, S
 import pluggy
 
 if TYPE_CHECKING:
-    from ..runtime.types import BuildRequest, ContainerHandle, RuntimeSpec, StartRequest
+    from ..runtime.types import (
+        BuildRequest,
+        ContainerHandle,
+        RuntimeSpec,
+        ServerSpec,
+        StartRequest,
+    )
 
 PROJECT = "rayfine"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -67,6 +73,22 @@ def rayfine_runtimes() -> Iterable[RuntimeSpec]:  # type: ignore[empty-body]  # 
         def rayfine_runtimes():
             yield RuntimeSpec(name="docker", factory=DockerRuntime,
                               description="Docker Engine via the docker SDK")
+    """
+
+
+@hookspec
+def rayfine_servers() -> Iterable[ServerSpec]:  # type: ignore[empty-body]
+    """Declare the in-image servers this plugin provides (see :class:`~rayfine_core.runtime.ServerSpec`).
+
+    Rayfine's own, ``python`` (the ``rayfine-server`` distribution), serves an
+    env.py; a third party may ship one for environments of another kind.
+
+    Example::
+
+        @hookimpl
+        def rayfine_servers():
+            yield ServerSpec(name="tiny", files=lambda: {"tiny.py": HERE / "tiny.py"},
+                             command=("python3", "/opt/rayfine/site/tiny.py"))
     """
 
 

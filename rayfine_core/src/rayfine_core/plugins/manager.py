@@ -27,9 +27,9 @@ from typing import Any, Callable, Optional
 
 import pluggy
 
-from ..errors import PluginError, RayfineError, UnknownRuntimeError
+from ..errors import PluginError, RayfineError, UnknownRuntimeError, UnknownServerError
 from ..runtime.base import Runtime
-from ..runtime.types import RuntimeSpec
+from ..runtime.types import RuntimeSpec, ServerSpec
 from . import hookspecs
 
 log = logging.getLogger("rayfine")
@@ -167,6 +167,24 @@ class Manager:
             runtime = registry[name].spec.factory()
             self._runtimes[name] = runtime
             return runtime
+
+    # -- servers ----------------------------------------------------------------------------
+    def server(self, name: str) -> ServerSpec:
+        """The in-image server called ``name``.
+
+        :raises UnknownServerError: no plugin declares it (lists the installed ones).
+        """
+        found: dict[str, ServerSpec] = {}
+        for impl in self.pm.hook.rayfine_servers.get_hookimpls():
+            try:
+                produced: Any = impl.function()
+                for spec in produced or ():
+                    found.setdefault(spec.name, spec)
+            except Exception as exc:
+                self.load_errors[impl.plugin_name] = f"rayfine_servers() raised {_describe(exc)}"
+        if name not in found:
+            raise UnknownServerError(name, list(found), self.load_errors)
+        return found[name]
 
     # -- hooks ----------------------------------------------------------------------------
     def modify(self, hook: str, **kwargs: Any) -> None:

@@ -72,6 +72,27 @@ class RuntimeSpec:
 
 
 @dataclass(frozen=True)
+class ServerSpec:
+    """What a plugin's ``rayfine_servers`` hook yields: a server Rayfine can put into images.
+
+    The server answers Rayfine's protocol (``rayfine_server``'s README) in the
+    container: it reads its token from ``RAYFINE_TOKEN_FILE`` and listens on
+    ``RAYFINE_UDS`` (or ``RAYFINE_HOST``/``RAYFINE_PORT``).
+
+    :param name: the name builds pick it by (``build_image_from_env(..., server=name)``).
+    :param files: called at build time; maps paths under ``/opt/rayfine/site`` in the
+        image to host files or directories to copy there.
+    :param command: the image's command, which starts the server.
+    :param description: one line shown by ``rayfine plugins``.
+    """
+
+    name: str
+    files: Callable[[], Mapping[str, Path]]
+    command: tuple[str, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class TLSConfig:
     """How to verify (and authenticate to) a server reached over TLS.
 
