@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 REPO="$(pwd)"
 CACHE="${RAYFINE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rayfine}/venvs"
 PYTHONS="${PYTHONS:-3.9 3.13}"
-MEMBERS=(rayfine_core rayfine_docker rayfine_podman rayfine_server examples/rayfine-example-runtime)
+MEMBERS=(rayfine_core rayfine_docker rayfine_podman rayfine_kubernetes rayfine_remote rayfine_server examples/rayfine-example-runtime)
 DEV_TOOLS=(pytest pytest-timeout hypothesis httpx h11 hatchling "packaging>=26.3; python_version >= '3.10'")
 PYTEST_ARGS=("$@")
 [ ${#PYTEST_ARGS[@]} -gt 0 ] || PYTEST_ARGS=(-m "not engine" -q -p no:cacheprovider)

@@ -31,6 +31,10 @@ run offline -m "not engine" -p no:rayfine tests \
     --cov=rayfine_core.environment --cov-report=term --cov-fail-under=85 "$@"
 run server -p no:rayfine rayfine_server/tests "$@"  # in process; a tracer would skew its timeouts
 run remote -p no:rayfine rayfine_remote/tests "$@"  # the gateway in process, on the process runtime
+# The oldest and newest supported Pythons (3.9 and 3.13), each in its own cached venv.
+echo "[rayfine] === offline on Python 3.9 and 3.13 ==="
+bash scripts/test-pythons.sh -m "not engine" -q -p no:cacheprovider -p no:rayfine \
+    tests rayfine_server/tests "$@" || status=1
 run engine-docker -m "engine and not kubernetes" tests --rayfine-runtime docker "$@"
 for runtime in docker podman example process; do
     run "conformance-$runtime" --pyargs rayfine_core.testing --rayfine-runtime "$runtime" "$@"

@@ -20,6 +20,7 @@ import atexit
 import difflib
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass
 from importlib import metadata
@@ -69,11 +70,9 @@ class Manager:
 
     # -- loading ------------------------------------------------------------------------
     def _load_entry_points(self, allow: frozenset[str]) -> None:
-        for ep in _entry_points():
+        for ep, where in _entry_points():
             if (allow and ep.name not in allow) or self.pm.get_plugin(ep.name) is not None:
                 continue
-            dist = getattr(ep, "dist", None)
-            where = f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
             try:
                 self.pm.register(ep.load(), name=ep.name)
                 self._check(ep.name)
@@ -247,11 +246,23 @@ class Manager:
         self._shutdown_steps = []
 
 
-def _entry_points() -> list[metadata.EntryPoint]:
-    found = metadata.entry_points()
-    if hasattr(found, "select"):  # Python 3.10+
-        return list(found.select(group=GROUP))
-    return list(found.get(GROUP, []))  # type: ignore[attr-defined]  # Python 3.9's dict
+def _entry_points() -> list[tuple[metadata.EntryPoint, str]]:
+    """Each entry point of the group with "distribution version" (Python 3.9 has no ep.dist).
+
+    A distribution seen twice on sys.path counts once: the first one wins, as imports do.
+    """
+    found: list[tuple[metadata.EntryPoint, str]] = []
+    seen: set[str] = set()
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"] or "unknown distribution"
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        for ep in dist.entry_points:
+            if ep.group == GROUP:
+                found.append((ep, f"{name} {dist.version}"))
+    return found
 
 
 def _describe(exc: BaseException) -> str:
