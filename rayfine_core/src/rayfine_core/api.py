@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Iterable, Mapping, Optional
+import os
+from typing import Any, Iterable, Mapping, Optional, Union
 
 from . import errors
 from .egress.policy import EgressPolicy
@@ -38,6 +39,8 @@ def load_env(
     isolation: str = "container",
     egress: Optional[Iterable[str] | EgressPolicy] = None,
     runtime_options: Optional[Mapping[str, Any]] = None,
+    eager: bool = False,
+    dev: Optional[Union[str, "os.PathLike[str]"]] = None,
 ) -> Environment:
     """Start a container from ``image`` and return the environment running in it.
 
@@ -68,10 +71,19 @@ def load_env(
         ``"host:8443"``): the container gets no network of its own and reaches the outside
         only through Rayfine's proxy, and only those hosts.
     :param runtime_options: settings only this runtime understands (passed through).
+    :param eager: construct the ``Actor`` while starting, so that an ``Actor.__init__``
+        that raises (a missing env var, a missing file) fails ``load_env`` with
+        :class:`~rayfine_core.errors.ActorInitError` and the remote traceback, not the
+        first call.
+    :param dev: an environment directory: it is mounted read-only over ``/app`` and the
+        server reloads env.py when it changes, so edits are live without a rebuild. The
+        image must have the directory's dependencies (any image built from it; see
+        :func:`~rayfine_core.build.dev.build_dev_image`).
     :raises ValidationError: a bad argument (before any engine work).
     :raises ImageNotFoundError: the image is not there (Rayfine never pulls).
     :raises StartError: the container could not start (``EnvLoadError``: env.py
         failed to import; ``StartTimeout``: the server never answered).
+    :raises ActorInitError: with ``eager=True``, ``Actor()`` raised in the container.
     :raises EngineUnavailableError: the engine cannot be reached.
     """
     life = Life(options_from(locals()), get_runtime(runtime))  # locals(): exactly the parameters
@@ -102,6 +114,8 @@ def options_from(arguments: Mapping[str, Any]) -> EnvOptions:
         isolation=a["isolation"],
         egress=a["egress"],
         runtime_options=dict(a["runtime_options"] or {}),
+        eager=a["eager"],
+        dev=a["dev"],
     )
 
 

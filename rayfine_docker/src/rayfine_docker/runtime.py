@@ -61,6 +61,7 @@ class DockerRuntime(Runtime):
         unix_socket=True,
         follow_logs=True,
         isolation=frozenset({"container", "gvisor"}),
+        mounts=True,
         engine_url_option="base_url",
     )
 
@@ -211,8 +212,14 @@ class DockerRuntime(Runtime):
             command=request.command,
             user=request.user,
         )
+        volumes: dict[str, dict[str, str]] = {
+            str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
+            for m in request.mounts
+        }
         if request.run_dir is not None:
-            kwargs["volumes"] = {str(request.run_dir): {"bind": RUN_MOUNT, "mode": "rw"}}
+            volumes[str(request.run_dir)] = {"bind": RUN_MOUNT, "mode": "rw"}
+        if volumes:
+            kwargs["volumes"] = volumes
         if request.socket_endpoint() is None:
             kwargs["ports"] = {f"{request.container_port}/tcp": ("127.0.0.1", request.host_port)}
         if request.network:

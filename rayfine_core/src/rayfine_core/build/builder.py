@@ -1,39 +1,54 @@
 """Build environment images.
 
-Function-based environments build in two stages: the user's Dockerfile (or
-a default one on ``RAYFINE_BASE_IMAGE``) becomes ``<tag>-base``, then a
-server layer adds the Rayfine server and its pinned wheels to make ``<tag>``.
-HTTP-based environments are built as they are, in one stage.  A final image
-whose content hash label matches the inputs is reused without building.
+Function-based environments without a Dockerfile build from one generated
+Dockerfile in three stages: ``deps`` (the base image plus requirements.txt,
+installed from ``wheels/`` when there are wheels, *before* the code is
+copied), ``rayfine-server`` (the injected server's pinned wheels, installed
+on top of ``deps``) and the final image (``deps`` + the server's site
+directory + the code).  An edit to env.py leaves the first two stages and
+most of the last in the engine's cache: only the code copy and the label are
+new.  With the environment's own Dockerfile, it becomes ``<tag>-base`` and
+a server layer is added on top, as above.  HTTP-based environments are built
+as they are, in one stage.  A final image whose content hash label matches
+the inputs is reused without building.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
 import tempfile
+import time
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional, Sequence
 
-from ..runtime import labels
-from .detect import EnvInfo, inspect_env_dir
-from ..errors import ImageNotFoundError, ValidationError
+from ..errors import ImageBuildError, ImageNotFoundError, ValidationError
 from ..plugins.manager import get_manager, get_runtime
+from ..runtime import labels
 from ..runtime.base import Runtime
 from ..runtime.types import BuildRequest, EnvType
 from . import context as build_context
+from . import deps as dependencies
+from .deps import Dependencies, find_dependencies
+from .detect import EnvInfo, inspect_env_dir
+from .diagnose import explain
+from .progress import BuildOutput, cleaned
 from .server_source import server_package_dir
 from .wheelhouse import ensure_wheels
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 OFFLINE_WHEELS_DIR = ".rayfine"
+SITE = "/opt/rayfine/site"
+_IGNORE_FILES = (".dockerignore", ".containerignore")
 _TAG_RE = re.compile(
     r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
     r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,100})?$"
 )
+Emit = Optional[Callable[[str], None]]
 
 
 def base_image() -> str:
@@ -55,44 +70,87 @@ def split_tag(image_tag: str) -> tuple[str, str]:
 
 
 def build_image_from_env(
-    env_path: "str | os.PathLike[str]",
+    env_path: str | os.PathLike[str],
     image_tag: str,
     nocache: bool = False,
     quiet: bool = False,
     buildargs: Optional[Mapping[str, str]] = None,
     *,
     runtime: str = "docker",
-    env_type: "EnvType | str | None" = None,
+    env_type: EnvType | str | None = None,
     on_output: Optional[Callable[[str], None]] = None,
+    find_links: Sequence[str | os.PathLike[str]] = (),
 ) -> str:
     """Build the image for the environment in ``env_path`` and tag it ``image_tag``.
 
-    :param env_path: directory with ``env.py`` (and optionally a Dockerfile).
+    Progress goes to stderr: a status line on a terminal, plain lines
+    otherwise (never raw terminal codes).
+
+    :param env_path: directory with ``env.py`` (and optionally a Dockerfile,
+        ``requirements.txt``, and ``wheels/`` to install them from without an index).
     :param image_tag: ``name[:tag]`` of the final image.
     :param nocache: rebuild every layer (and ignore the content-hash cache).
     :param quiet: print no build output.
     :param buildargs: ``ARG`` values for the user's Dockerfile.
     :param runtime: the runtime that builds (``"docker"``, ``"podman"``, ...).
     :param env_type: override the detected type (``"function_based"``/``"http_based"``).
-    :param on_output: receive each output line instead of printing it.
+    :param on_output: receive each output line (without terminal codes) instead.
+    :param find_links: more directories of wheels to install requirements.txt from
+        (environments without a Dockerfile), as ``wheels/``.
     :return: the id of the final image.
+    :raises ImageBuildError: the build failed; the message says the likely cause
+        (e.g. no package index reachable) and the fix when the output tells.
     """
     info = inspect_env_dir(env_path)
     repo, tag = split_tag(image_tag)
+    job = _job(info, f"{repo}:{tag}", buildargs, runtime, env_type, find_links, nocache)
+    with _output(job.image, info, quiet, on_output) as emit:
+        job.emit = emit
+        digest = job.content_hash(with_code=True)
+        if not nocache and _existing_hash(job.rt, job.image) == digest:
+            if emit:
+                emit(f"rayfine: {job.image} is up to date (content hash {digest[:12]})")
+            return job.rt.image_id(job.image)
+        return job.build(digest, with_code=True)
+
+
+@contextlib.contextmanager
+def _output(
+    image: str, info: EnvInfo, quiet: bool, on_output: Optional[Callable[[str], None]]
+) -> Iterator[Emit]:
+    """Where the build's lines go: nowhere, the caller's callback, or stderr for people."""
+    if quiet:
+        yield None
+        return
+    if on_output is not None:
+        yield cleaned(on_output)
+        return
+    started = time.monotonic()
+    with BuildOutput(f"building {image}") as out:
+        out.note(f"rayfine: building {image} from {info.path} ({info.env_type.value})")
+        yield out
+        out.note(f"rayfine: built {image} in {time.monotonic() - started:.1f}s")
+
+
+def _job(
+    info: EnvInfo,
+    image: str,
+    buildargs: Optional[Mapping[str, str]],
+    runtime: str,
+    env_type: EnvType | str | None,
+    find_links: Sequence[str | os.PathLike[str]],
+    nocache: bool,
+) -> _Job:
     args = _check_buildargs(buildargs)
-    kind = EnvType(env_type) if env_type else info.env_type
-    emit = None if quiet else (on_output or (lambda line: print(line, flush=True)))
-    rt = get_runtime(runtime)
-    final = f"{repo}:{tag}"
     args.setdefault("RAYFINE_BASE_IMAGE", base_image())
-    digest = _content_hash(info, kind, args)
-    if not nocache and _existing_hash(rt, final) == digest:
-        if emit:
-            emit(f"rayfine: {final} is up to date (content hash {digest[:12]}), nothing to build")
-        return rt.image_id(final)
-    if kind is EnvType.HTTP_BASED:
-        return _build_http(rt, info, final, args, digest, nocache, emit)
-    return _build_function(rt, info, final, args, digest, nocache, emit)
+    kind = EnvType(env_type) if env_type else info.env_type
+    if find_links and (info.dockerfile is not None or kind is EnvType.HTTP_BASED):
+        raise ValidationError(
+            "find_links is for environments without a Dockerfile: a Dockerfile installs its own"
+            " dependencies (COPY a wheels/ directory and pip install --no-index --find-links)."
+        )
+    deps = find_dependencies(info.path, [Path(p) for p in find_links])
+    return _Job(get_runtime(runtime), info, kind, deps, image, args, nocache)
 
 
 def _check_buildargs(buildargs: Optional[Mapping[str, str]]) -> dict[str, str]:
@@ -104,36 +162,149 @@ def _check_buildargs(buildargs: Optional[Mapping[str, str]]) -> dict[str, str]:
     return out
 
 
-def _build_http(
-    rt: Runtime, info: EnvInfo, image: str, args: dict[str, str], digest: str, nocache: bool, emit
-) -> str:
-    if info.dockerfile is None:
-        raise ValidationError(
-            f"HTTP-based environment {str(info.path)!r} needs a Dockerfile whose CMD runs the app"
-            ' (e.g. CMD ["uvicorn", "env:app", "--host", "0.0.0.0", "--port", "8000"]).'
-        )
-    extra = {
-        labels.OWNER: labels.OWNER_VALUE,
-        labels.ENV_TYPE: EnvType.HTTP_BASED.value,
-        labels.CONTENT_HASH: digest,
-    }
-    if OFFLINE_WHEELS_DIR not in info.dockerfile.read_text(errors="replace"):
-        return _run_build(
-            rt, BuildRequest(info.path, "Dockerfile", image, args, extra, nocache, emit)
-        )
-    with tempfile.TemporaryDirectory(prefix="rayfine-build-") as tmp:
-        context = build_context.stage(info.path, Path(tmp) / "context")
-        _stage_offline_wheels(context / OFFLINE_WHEELS_DIR, emit)
-        return _run_build(
-            rt, BuildRequest(context, "Dockerfile", image, args, extra, nocache, emit)
-        )
+class _Job:
+    """One image to build from one environment directory."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        info: EnvInfo,
+        kind: EnvType,
+        deps: Dependencies,
+        image: str,
+        args: dict[str, str],
+        nocache: bool,
+    ) -> None:
+        self.rt, self.info, self.kind, self.deps = rt, info, kind, deps
+        self.image, self.args, self.nocache = image, args, nocache
+        self.emit: Emit = None
+
+    def build(self, digest: str, with_code: bool) -> str:
+        """Build, and on failure say the likely cause (see :mod:`.diagnose`)."""
+        try:
+            if self.kind is EnvType.HTTP_BASED:
+                return self._build_http(digest)
+            if self.info.dockerfile is not None:
+                return self._build_on_user_dockerfile(digest, with_code)
+            return self._build_default(digest, with_code)
+        except ImageBuildError as exc:
+            explained = explain(exc, self.info.path, bool(self.deps.wheels))
+            if explained is exc:
+                raise
+            raise explained from exc
+
+    def _run(self, request: BuildRequest) -> str:
+        get_manager().modify("rayfine_build", request=request, runtime=self.rt.name)
+        return self.rt.build(request)
+
+    def _request(self, context: Path, image: str, args: Mapping[str, str]) -> BuildRequest:
+        return BuildRequest(context, "Dockerfile", image, dict(args), {}, self.nocache, self.emit)
+
+    # -- http-based --------------------------------------------------------------------
+    def _build_http(self, digest: str) -> str:
+        info = self.info
+        if info.dockerfile is None:
+            raise ValidationError(
+                f"HTTP-based environment {str(info.path)!r} needs a Dockerfile whose CMD runs the"
+                ' app (e.g. CMD ["uvicorn", "env:app", "--host", "0.0.0.0", "--port", "8000"]).'
+            )
+        request = self._request(info.path, self.image, self.args)
+        request.labels = {
+            labels.OWNER: labels.OWNER_VALUE,
+            labels.ENV_TYPE: EnvType.HTTP_BASED.value,
+            labels.CONTENT_HASH: digest,
+        }
+        if OFFLINE_WHEELS_DIR not in info.dockerfile.read_text(errors="replace"):
+            return self._run(request)
+        with tempfile.TemporaryDirectory(prefix="rayfine-build-") as tmp:
+            request.context_dir = build_context.stage(info.path, Path(tmp) / "context")
+            _stage_offline_wheels(request.context_dir / OFFLINE_WHEELS_DIR, self.emit)
+            return self._run(request)
+
+    # -- function-based ----------------------------------------------------------------
+    def _build_default(self, digest: str, with_code: bool) -> str:
+        """One generated Dockerfile: dependencies, then the server, then the code."""
+        if self.emit:
+            for line in dependencies.describe(self.deps):
+                self.emit(f"rayfine: {line}")
+        with tempfile.TemporaryDirectory(prefix="rayfine-build-") as tmp:
+            context = Path(tmp) / "context"
+            build_context.stage(self.info.path, context / "env", frozenset({dependencies.WHEELS}))
+            _stage_dependencies(self.deps, context / "deps")
+            _stage_server(context / "rayfine", self.emit)
+            _translate_ignore_files(self.info.path, context)
+            (context / "Dockerfile").write_text(default_dockerfile(self.deps, digest, with_code))
+            return self._run(self._request(context, self.image, self.args))
+
+    def _build_on_user_dockerfile(self, digest: str, with_code: bool) -> str:
+        """The environment's Dockerfile becomes ``<image>-base``; the server goes on top."""
+        base = f"{self.image}-base"
+        self._run(self._request(self.info.path, base, self.args))
+        with tempfile.TemporaryDirectory(prefix="rayfine-build-") as tmp:
+            context = Path(tmp) / "server"
+            _stage_server(context, self.emit)
+            if with_code:
+                shutil.copyfile(self.info.path / "env.py", context / "env.py")  # walk() vetted it
+            text = server_layer_dockerfile(base, digest, with_code)
+            (context / "Dockerfile").write_text(text)
+            return self._run(self._request(context, self.image, {}))
+
+    # -- what the image depends on -------------------------------------------------------
+    def content_hash(self, with_code: bool) -> str:
+        """Hash everything the image depends on that Rayfine can see.
+
+        ``with_code=False`` (dev images): the dependencies only, so that editing
+        the code never makes a new dev image; with a Dockerfile of its own, that is
+        every file of the directory but ``*.py`` (the Dockerfile may copy any of them).
+        """
+        h = hashlib.sha256(f"{self.kind.value} code={with_code}".encode())
+        if with_code:
+            build_context.digest(self.info.path, h)  # refuses links out of the directory
+        elif self.info.dockerfile is not None:
+            build_context.digest(self.info.path, h, lambda path: path.suffix != ".py")
+        else:
+            for name in self.deps.files:
+                h.update(name.encode() + b"\0" + (self.info.path / name).read_bytes())
+        for wheel in self.deps.wheels:  # find_links wheels are inputs too
+            h.update(wheel.name.encode() + b"\0" + _file_digest(wheel))
+        if self.kind is EnvType.FUNCTION_BASED:  # the injected server is part of the image
+            server = server_package_dir()
+            for path in sorted(server.rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    h.update(str(path.relative_to(server)).encode() + b"\0" + path.read_bytes())
+            for name in ("install_wheels.py", "rayfine_start.py", "egress_forward.py"):
+                h.update(resources.files("rayfine_core.image").joinpath(name).read_bytes())
+            # How the image is built is an input too.
+            h.update(default_dockerfile(self.deps, "", with_code).encode())
+            h.update(server_layer_dockerfile("", "", with_code).encode())
+        h.update(repr(sorted(self.args.items())).encode())
+        return h.hexdigest()
 
 
-def _stage_offline_wheels(dest: Path, emit) -> None:
-    """Put the pinned FastAPI/uvicorn wheels and their installer in the build context.
+def _file_digest(path: Path) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            h.update(block)
+    return h.digest()
+
+
+def _existing_hash(rt: Runtime, image: str) -> Optional[str]:
+    try:
+        return rt.image_labels(image).get(labels.CONTENT_HASH)
+    except ImageNotFoundError:
+        return None
+
+
+# -- build contexts ----------------------------------------------------------------------------
+
+
+def _stage_offline_wheels(dest: Path, emit: Emit) -> None:
+    """Put the pinned server wheels and their installer in the build context.
 
     A Dockerfile that mentions ``.rayfine/`` gets them, so an http-based app can
-    install its server offline: ``RUN python3 .rayfine/install_wheels.py .rayfine/wheels /opt/site``.
+    install its server offline:
+    ``RUN python3 .rayfine/install_wheels.py .rayfine/wheels /opt/site``.
     """
     build_context.clear(dest)
     shutil.copytree(
@@ -144,97 +315,114 @@ def _stage_offline_wheels(dest: Path, emit) -> None:
     )
 
 
-def _build_function(
-    rt: Runtime, info: EnvInfo, final: str, args: dict[str, str], digest: str, nocache: bool, emit
-) -> str:
-    base = f"{final}-base"
-    with tempfile.TemporaryDirectory(prefix="rayfine-build-") as tmp:
-        if info.dockerfile is not None:
-            stage_one = BuildRequest(info.path, "Dockerfile", base, args, {}, nocache, emit)
-        else:
-            context = build_context.stage(info.path, Path(tmp) / "base")
-            dockerfile = build_context.clear(context / ".rayfine.Dockerfile")
-            dockerfile.write_text(_default_dockerfile(context))
-            stage_one = BuildRequest(context, ".rayfine.Dockerfile", base, args, {}, nocache, emit)
-        _run_build(rt, stage_one)
-        server_context = _stage_server_layer(info, base, Path(tmp) / "server", digest, emit)
-        return _run_build(
-            rt, BuildRequest(server_context, "Dockerfile", final, {}, {}, nocache, emit)
-        )
-
-
-def _run_build(rt: Runtime, request: BuildRequest) -> str:
-    get_manager().modify("rayfine_build", request=request, runtime=rt.name)
-    return rt.build(request)
-
-
-def _existing_hash(rt: Runtime, image: str) -> Optional[str]:
-    try:
-        return rt.image_labels(image).get(labels.CONTENT_HASH)
-    except ImageNotFoundError:
-        return None
-
-
-def _content_hash(info: EnvInfo, kind: EnvType, args: Mapping[str, str]) -> str:
-    """Hash everything the final image depends on that Rayfine can see."""
-    h = hashlib.sha256(kind.value.encode())
-    build_context.digest(info.path, h)  # refuses links out of the directory
-    if kind is EnvType.FUNCTION_BASED:  # the injected server is part of the image
-        server = server_package_dir()
-        for path in sorted(server.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                h.update(str(path.relative_to(server)).encode() + b"\0" + path.read_bytes())
-        for name in ("install_wheels.py", "rayfine_start.py", "egress_forward.py"):
-            h.update(resources.files("rayfine_core.image").joinpath(name).read_bytes())
-        h.update(_server_dockerfile("", "").encode())  # how the layer is built is an input too
-    h.update(repr(sorted(args.items())).encode())
-    return h.hexdigest()
-
-
-def _default_dockerfile(context: Path) -> str:
-    lines = ["ARG RAYFINE_BASE_IMAGE", "FROM ${RAYFINE_BASE_IMAGE}", "WORKDIR /app", "COPY . /app"]
-    if (context / "requirements.txt").is_file():
-        lines.append(
-            "RUN PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir -r requirements.txt"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _stage_server_layer(info: EnvInfo, base: str, context: Path, digest: str, emit) -> Path:
-    context.mkdir(parents=True)
-    _stage_offline_wheels(context, emit)
+def _stage_server(dest: Path, emit: Emit) -> None:
+    """The server's wheels, its installer, its package and its start scripts, under ``dest``."""
+    dest.mkdir(parents=True)
+    _stage_offline_wheels(dest, emit)
     shutil.copytree(
         server_package_dir(),
-        context / "rayfine_server",
+        dest / "rayfine_server",
         ignore=shutil.ignore_patterns("__pycache__", "tests"),
     )
     for name in ("rayfine_start.py", "egress_forward.py"):  # run in the image, stdlib only
-        (context / name).write_bytes(
-            resources.files("rayfine_core.image").joinpath(name).read_bytes()
-        )
-    shutil.copyfile(info.path / "env.py", context / "env.py")  # walk() vetted any link
-    (context / "Dockerfile").write_text(_server_dockerfile(base, digest))
-    return context
+        (dest / name).write_bytes(resources.files("rayfine_core.image").joinpath(name).read_bytes())
 
 
-def _server_dockerfile(base: str, digest: str) -> str:
-    site = "/opt/rayfine/site"
-    return f"""\
-FROM {base} AS rayfine-deps
-COPY wheels /tmp/rayfine-wheels
-COPY install_wheels.py /tmp/install_wheels.py
-COPY rayfine_server {site}/rayfine_server
-COPY rayfine_start.py egress_forward.py {site}/
-RUN python3 /tmp/install_wheels.py /tmp/rayfine-wheels {site} \\
- && (python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash {site} >/dev/null || true)
+def _stage_dependencies(deps: Dependencies, dest: Path) -> None:
+    """The requirements files (at their relative paths) and the wheels, under ``dest``."""
+    dest.mkdir(parents=True)
+    for name in deps.files:
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(deps.root / name, target)
+    if deps.wheels:
+        (dest / dependencies.WHEELS).mkdir()
+        for wheel in deps.wheels:
+            shutil.copyfile(wheel, dest / dependencies.WHEELS / wheel.name)
 
-FROM {base}
-COPY --from=rayfine-deps {site} {site}
-COPY env.py /app/env.py
-ENV RAYFINE_ENV_DIR=/app PYTHONUNBUFFERED=1
-LABEL {labels.OWNER}="{labels.OWNER_VALUE}" {labels.ENV_TYPE}="{EnvType.FUNCTION_BASED.value}" \\
-      {labels.CONTENT_HASH}="{digest}" {labels.SERVER_PORT}="8000"
-EXPOSE 8000
-ENTRYPOINT []
-CMD ["python3", "{site}/rayfine_start.py"]
-"""
+
+def _translate_ignore_files(env_dir: Path, context: Path) -> None:
+    """The directory's ``.dockerignore`` keeps applying to it, now that it sits under ``env/``."""
+    for name in _IGNORE_FILES:
+        source = env_dir / name
+        if not source.is_file() or source.is_symlink():
+            continue
+        lines = []
+        for raw in source.read_text(errors="replace").splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            negate, line = (line.startswith("!"), line.lstrip("!").lstrip("/"))
+            lines.append(("!" if negate else "") + "env/" + line)
+        (context / name).write_text("\n".join(lines) + "\n")
+
+
+# -- Dockerfiles -------------------------------------------------------------------------------
+
+
+def default_dockerfile(deps: Dependencies, digest: str, with_code: bool = True) -> str:
+    """The Dockerfile of an environment without one (see the module docstring).
+
+    The code is copied last, after every step that does not depend on it, so an
+    edit reuses every cached layer but the copy and the label.  ``with_code=False``
+    gives the dev image: the same layers, without the code (dev mode mounts it).
+    """
+    install = None
+    lines = [
+        "# Generated by Rayfine for an environment without a Dockerfile.",
+        "ARG RAYFINE_BASE_IMAGE",
+        "FROM ${RAYFINE_BASE_IMAGE} AS deps",
+        "WORKDIR /app",
+    ]
+    if deps.anything and deps.separable:
+        install = dependencies.pip_install_command(deps, "/tmp/rayfine-deps", "/tmp/rayfine-deps")
+        lines += ["COPY deps /tmp/rayfine-deps", f"RUN {install} && rm -rf /tmp/rayfine-deps"]
+    elif deps.anything:  # requirements name local paths: the code must be there first
+        install = dependencies.pip_install_command(deps, "/app", "/tmp/rayfine-deps")
+        lines += ["COPY deps /tmp/rayfine-deps", "COPY env /app", f"RUN {install}"]
+    lines += ["", *_server_stage("deps", "rayfine/"), "", "FROM deps", *_run_settings()]
+    if with_code and (install is None or deps.separable):
+        lines.append("COPY env /app")
+    lines.append(_label(digest))
+    return "\n".join(lines) + "\n"
+
+
+def server_layer_dockerfile(base: str, digest: str, with_code: bool = True) -> str:
+    """The layer that turns a function-based ``base`` image into a Rayfine image."""
+    lines = [*_server_stage(base, ""), "", f"FROM {base}", *_run_settings()]
+    if with_code:
+        lines.append("COPY env.py /app/env.py")
+    lines.append(_label(digest))
+    return "\n".join(lines) + "\n"
+
+
+def _server_stage(base: str, source: str) -> list[str]:
+    return [
+        f"FROM {base} AS rayfine-server",
+        f"COPY {source}wheels /tmp/rayfine-wheels",
+        f"COPY {source}install_wheels.py /tmp/install_wheels.py",
+        f"COPY {source}rayfine_server {SITE}/rayfine_server",
+        f"COPY {source}rayfine_start.py {source}egress_forward.py {SITE}/",
+        f"RUN python3 /tmp/install_wheels.py /tmp/rayfine-wheels {SITE} \\",
+        f" && (python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash {SITE} >/dev/null"
+        " || true)",
+    ]
+
+
+def _run_settings() -> list[str]:
+    """How the final image runs: before the code copy, so they stay cached across edits."""
+    return [
+        f"COPY --from=rayfine-server {SITE} {SITE}",
+        "ENV RAYFINE_ENV_DIR=/app PYTHONUNBUFFERED=1",
+        "EXPOSE 8000",
+        "ENTRYPOINT []",
+        f'CMD ["python3", "{SITE}/rayfine_start.py"]',
+    ]
+
+
+def _label(digest: str) -> str:
+    return (
+        f'LABEL {labels.OWNER}="{labels.OWNER_VALUE}"'
+        f' {labels.ENV_TYPE}="{EnvType.FUNCTION_BASED.value}"'
+        f' {labels.CONTENT_HASH}="{digest}" {labels.SERVER_PORT}="8000"'
+    )

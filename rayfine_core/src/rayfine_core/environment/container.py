@@ -102,10 +102,13 @@ def plan(
         user=options.user if env_type is EnvType.FUNCTION_BASED else None,
         isolation=options.isolation,
         options=dict(options.runtime_options),
+        mounts=options.mounts(),
     )
+    options.check_dev(env_type, runtime.name, caps.mounts)
     container = Container(request, env_type)
     if env_type is EnvType.FUNCTION_BASED:
         container.token = request.token = secrets.token_urlsafe(32)
+        request.env.update(options.server_env())
     if options.isolation != "container" or options.egress is not None:
         request.network = "none"  # gVisor has no network device; egress is the only way out
     if caps.unix_socket and env_type is EnvType.FUNCTION_BASED:

@@ -62,6 +62,7 @@ class Capabilities:
     :param isolation: the ``StartRequest.isolation`` levels it accepts.
     :param local_host: containers run on this host, so reaping orphans by the
         owner's pid applies.
+    :param mounts: honours ``StartRequest.mounts`` (host directories, read-only).
     :param engine_url_option: name of the factory keyword that points the
         runtime at an engine address (the conformance suite points it at a
         dead one); None if there is none.
@@ -81,6 +82,7 @@ class Capabilities:
     http_apps: bool = True
     isolation: frozenset[str] = frozenset({"container"})
     local_host: bool = True
+    mounts: bool = False
     engine_url_option: Optional[str] = None
 
 

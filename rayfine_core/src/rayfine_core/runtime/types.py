@@ -152,6 +152,20 @@ class Limits:
     """Maximum number of processes/threads."""
 
 
+@dataclass(frozen=True)
+class Mount:
+    """A host directory to show inside the container (``StartRequest.mounts``).
+
+    :param source: absolute path of a directory on this host.
+    :param target: absolute path inside the container (it hides what the image has there).
+    :param read_only: the container cannot write to it (the only kind Rayfine asks for today).
+    """
+
+    source: Path
+    target: str
+    read_only: bool = True
+
+
 @dataclass
 class StartRequest:
     """One container to start, handed to :meth:`Runtime.start`.
@@ -178,6 +192,8 @@ class StartRequest:
         in ``Capabilities.isolation`` (e.g. ``"gvisor"``).
     :param options: runtime-specific settings passed through untouched
         (e.g. Kubernetes ``namespace``, ``node_selector``, ``tolerations``).
+    :param mounts: host directories to mount (runtimes with the ``mounts``
+        capability); dev mode mounts the environment directory read-only at ``/app``.
     """
 
     image: str
@@ -195,6 +211,7 @@ class StartRequest:
     user: Optional[str] = SERVER_USER
     isolation: str = "container"
     options: dict[str, Any] = field(default_factory=dict)
+    mounts: tuple[Mount, ...] = ()
 
     def socket_endpoint(self) -> Optional[Endpoint]:
         """Where the server listens on the host when serving over a Unix socket, else None."""
