@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Sequence, TypeVar
 from . import errors
 from .api import bind_options, load_env
 from .environment import registry
-from .environment.faces import AsyncEnvironment
+from .environment.faces import AsyncEnvironment, warn_hidden_methods
 from .environment.life import Life
 from .environment.options import EnvOptions
 from .environment.steps import arun, finish
@@ -104,6 +104,7 @@ async def _start(options: EnvOptions) -> AsyncEnvironment:
         life = Life(options, get_runtime(options.runtime))
         env = AsyncEnvironment(life)
         await arun(life.start())
+    warn_hidden_methods(env, stacklevel=1)
     return env
 
 

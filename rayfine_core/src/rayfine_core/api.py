@@ -9,7 +9,7 @@ from typing import Any, Iterable, Mapping, Optional, Union
 from . import errors
 from .egress.policy import EgressPolicy
 from .environment import registry, statefiles
-from .environment.faces import Environment
+from .environment.faces import Environment, warn_hidden_methods
 from .environment.life import Life
 from .environment.options import DEFAULT_MEM_LIMIT, DEFAULT_PIDS_LIMIT, EnvOptions
 from .environment.steps import run
@@ -89,6 +89,7 @@ def load_env(
     life = Life(options_from(locals()), get_runtime(runtime))  # locals(): exactly the parameters
     env = Environment(life)
     run(life.start())
+    warn_hidden_methods(env)
     return env
 
 
@@ -152,6 +153,7 @@ def attach(name_or_id: str, runtime: Optional[str] = None) -> Environment:
     life = Life(options, get_runtime(record.runtime), env_id=record.env_id)
     env = Environment(life)
     run(life.attach(record))
+    warn_hidden_methods(env)
     return env
 
 

@@ -114,6 +114,70 @@ def build_image_from_env(
         return job.build(digest, with_code=True)
 
 
+def build_dev_image(
+    env_path: str | os.PathLike[str],
+    runtime: str = "docker",
+    *,
+    nocache: bool = False,
+    quiet: bool = False,
+    buildargs: Optional[Mapping[str, str]] = None,
+    on_output: Optional[Callable[[str], None]] = None,
+    find_links: Sequence[str | os.PathLike[str]] = (),
+) -> str:
+    """Build (or reuse) the image dev mode runs ``env_path`` in, and return its tag.
+
+    It is the environment's image without its code: the dependencies
+    (requirements.txt, wheels/, or the environment's own Dockerfile) and the
+    server.  Its content hash covers the dependencies only, so editing the code
+    never rebuilds it; ``load_env(tag, dev=env_path)`` mounts the code.  It
+    shares its cached layers with :func:`build_image_from_env`'s image.
+
+    :return: the tag, ``rayfine-dev/<directory name>:<hash of its path>``.
+    """
+    info = inspect_env_dir(env_path)
+    if info.env_type is not EnvType.FUNCTION_BASED:
+        raise ValidationError(
+            f"{str(info.path)!r} is an http-based environment; dev mode runs function-based"
+            " ones (Rayfine's server reloads env.py). Run your app with its own reloader."
+        )
+    image = dev_tag(info.path)
+    job = _job(info, image, buildargs, runtime, None, find_links, nocache)
+    with _output(image, info, quiet, on_output) as emit:
+        job.emit = emit
+        digest = job.content_hash(with_code=False)
+        if nocache or _existing_hash(job.rt, image) != digest:
+            job.build(digest, with_code=False)
+        elif emit:
+            emit(f"rayfine: {image} is up to date (dependencies unchanged)")
+    return image
+
+
+def dev_tag(env_dir: Path) -> str:
+    """The dev image's tag for ``env_dir``: one per directory, whatever its name."""
+    name = re.sub(r"[^a-z0-9_.-]", "-", env_dir.name.lower()).strip("-._") or "env"
+    key = hashlib.sha256(str(env_dir.resolve()).encode()).hexdigest()[:12]
+    return f"rayfine-dev/{name[:60]}:{key}"
+
+
+def dependency_inputs(env_dir: Path) -> Callable[[Path], bool]:
+    """Tells whether a changed file of ``env_dir`` changes its dev image (else it is code)."""
+    info = inspect_env_dir(env_dir)
+    if info.dockerfile is not None:
+        return lambda path: path.suffix != ".py"
+    deps = find_dependencies(info.path)
+    names = {info.path / name for name in deps.files}
+    wheels = info.path / dependencies.WHEELS
+
+    def matters(path: Path) -> bool:
+        return (
+            path in names
+            or wheels in path.parents
+            or path.name in ("Dockerfile", "requirements.txt")
+        )
+
+    return matters
+
+
 @contextlib.contextmanager
 def _output(
     image: str, info: EnvInfo, quiet: bool, on_output: Optional[Callable[[str], None]]

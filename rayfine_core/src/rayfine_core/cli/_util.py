@@ -7,9 +7,11 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .. import errors
+from ..transport.annotations import parse
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -78,17 +80,53 @@ def from_host_env(pairs: Sequence[tuple[str, Optional[str]]], what: str) -> dict
     return out
 
 
-def json_arg(text: str) -> tuple[str, Any]:
-    """argparse type for ``--arg k=v``: v is JSON if it parses, else the raw string."""
+def env_file_vars(files: list[Path]) -> dict[str, str]:
+    """Variables from ``--env-file`` files: ``K=V`` lines, ``#`` comments, values taken literally."""
+    out: dict[str, str] = {}
+    for path in files:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise errors.ValidationError(
+                f"Cannot read --env-file {str(path)!r}: {exc.strerror}."
+            ) from None
+        pairs = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                pairs.append(key_value(line.strip()))
+            except argparse.ArgumentTypeError:
+                raise errors.ValidationError(
+                    f"{path}:{number}: expected NAME=VALUE (value not shown)."
+                ) from None
+        out.update(from_host_env(pairs, f"In {path}, variable"))
+    return out
+
+
+def json_arg(text: str) -> tuple[str, str]:
+    """argparse type for ``--arg k=v``: the name is checked; the value is read later, by
+    :func:`typed_value`, once the parameter's annotation is known."""
     key, sep, raw = text.partition("=")
     if not sep or not key.isidentifier():
         raise argparse.ArgumentTypeError(
             f"expected NAME=VALUE with NAME a Python identifier, got {text!r}"
         )
+    return key, raw
+
+
+def typed_value(raw: str, annotation: Optional[str]) -> Any:
+    """``--arg`` text as the parameter wants it: the JSON value if it fits the annotation, else
+    the text itself if a string fits (``--arg action=12`` for ``action: str`` is ``"12"``), else
+    the JSON value or the text, for the method's own check to judge."""
+    kind = parse(annotation)
     try:
-        return key, json.loads(raw)
+        value = json.loads(raw)
     except ValueError:
-        return key, raw
+        return raw
+    if kind.accepts(value) or not kind.accepts_text():
+        return value
+    return raw
 
 
 def json_object(text: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from ._util import (
     add_runtime_option,
     age,
     default_runtime,
+    env_file_vars,
     from_host_env,
     key_value,
     positive_float,
@@ -148,7 +149,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    env_vars = _env_file_vars(args.env_file)
+    env_vars = env_file_vars(args.env_file)
     env_vars.update(from_host_env(args.env, "Environment variable"))
     runtime = args.runtime or default_runtime()
     status(f"rayfine: starting {args.image} on {runtime}")
@@ -175,29 +176,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"rayfine: call it with `rayfine call {env.name} METHOD --arg k=v`; stop it with `rayfine stop {env.name}`"
     )
     return 0
-
-
-def _env_file_vars(files: list[Path]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for path in files:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise errors.ValidationError(
-                f"Cannot read --env-file {str(path)!r}: {exc.strerror}."
-            ) from None
-        pairs = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            try:
-                pairs.append(key_value(line.strip()))
-            except argparse.ArgumentTypeError:
-                raise errors.ValidationError(
-                    f"{path}:{number}: expected NAME=VALUE (value not shown)."
-                ) from None
-        out.update(from_host_env(pairs, f"In {path}, variable"))
-    return out
 
 
 # -- ps -------------------------------------------------------------------------------
