@@ -26,8 +26,8 @@ def clean(line: str) -> str:
     """``line`` without terminal control sequences; of a carriage-returned line, the last state."""
     text = _ANSI.sub("", line)
     if "\r" in text:
-        text = [part for part in text.split("\r") if part.strip()][-1:] or [""]
-        text = text[0]
+        states = [part for part in text.split("\r") if part.strip()]
+        text = states[-1] if states else ""
     return "".join(ch for ch in text.rstrip() if ch == "\t" or ch >= " ")
 
 

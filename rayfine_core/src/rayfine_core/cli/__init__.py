@@ -26,7 +26,8 @@ exit codes:
      environment directory, unknown environment name, unknown method
 
 environment variables:
-  RAYFINE_RUNTIME      default for --runtime (default: docker)
+  RAYFINE_RUNTIME      default for --runtime (default: the first installed runtime
+                       that answers: docker, then podman, then others by name)
   RAYFINE_BASE_IMAGE   base image of environments without a Dockerfile
   XDG_STATE_HOME       `rayfine run` records environments in $XDG_STATE_HOME/rayfine/envs
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -11,19 +12,53 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .. import errors
+from ..plugins.manager import available_runtimes, get_runtime
 from ..transport.annotations import parse
 
 RAW = argparse.RawDescriptionHelpFormatter
 
 
+PREFERRED_RUNTIMES = ("docker", "podman")
+"""Tried first, in this order, when RAYFINE_RUNTIME is unset; then the others by name."""
+TEST_DOUBLES = ("process",)
+"""Never chosen by default: they isolate nothing."""
+
+
 def default_runtime() -> str:
-    return os.environ.get("RAYFINE_RUNTIME") or "docker"
+    """``RAYFINE_RUNTIME``, else the first installed runtime whose engine answers.
+
+    :raises EngineUnavailableError: no installed runtime answers (the message says why each).
+    """
+    return os.environ.get("RAYFINE_RUNTIME") or _first_answering()
+
+
+@functools.cache
+def _first_answering() -> str:
+    installed = available_runtimes()
+    candidates = [name for name in PREFERRED_RUNTIMES if name in installed]
+    candidates += sorted(n for n in installed if n not in PREFERRED_RUNTIMES + TEST_DOUBLES)
+    problems = []
+    for name in candidates:
+        try:
+            get_runtime(name).version()
+        except errors.RayfineError as exc:
+            problems.append(f"{name}: {str(exc).splitlines()[0]}")
+            continue
+        return name
+    if not candidates:
+        raise errors.EngineUnavailableError(
+            "No container runtime is installed: pip install 'rayfine-core[docker]' (or [podman])."
+        )
+    raise errors.EngineUnavailableError(
+        "No installed runtime answers (" + "; ".join(problems) + "). Start an engine, or pass"
+        " --runtime / set RAYFINE_RUNTIME; `rayfine doctor` says what to fix."
+    )
 
 
 def add_runtime_option(
     parser: argparse.ArgumentParser,
     what: str = "the runtime to use",
-    default: str = "$RAYFINE_RUNTIME or docker",
+    default: str = "$RAYFINE_RUNTIME, else the first of docker, podman, ... that answers",
 ) -> None:
     parser.add_argument(
         "--runtime",

@@ -87,11 +87,12 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "ps",
         parents=[common],
         help="list Rayfine containers",
-        description="List the containers Rayfine started (label rayfine.owner=rayfine), running or not.",
+        description="List the containers Rayfine started (label rayfine.owner=rayfine), running or"
+        " not, on every installed runtime that answers (or only --runtime's).",
     )
-    add_runtime_option(ps, "list the containers of this runtime")
+    add_runtime_option(ps, "list only this runtime's containers", "every runtime that answers")
     ps.add_argument(
-        "--all-runtimes", action="store_true", help="list every installed runtime's containers"
+        "--all-runtimes", action="store_true", help="the default; kept for older scripts"
     )
     add_json_option(ps)
     ps.set_defaults(func=cmd_ps)
@@ -182,17 +183,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    names = available_runtimes() if args.all_runtimes else [args.runtime or default_runtime()]
+    names = [args.runtime] if args.runtime else available_runtimes()
     records: list[ContainerRecord] = []
-    failures = 0
+    answered: list[str] = []
+    silent: list[str] = []
     for name in names:
         try:
             records += get_runtime(name).list_containers(reaper.owned_by(name))
         except errors.RayfineError as exc:
-            if not args.all_runtimes:
+            if args.runtime:
                 raise
-            failures += 1
-            status(f"rayfine: warning: skipping runtime {name}: {str(exc).splitlines()[0]}")
+            silent.append(f"{name} ({str(exc).splitlines()[0]})")
+            continue
+        answered.append(name)
+    if silent and (args.verbose or not answered):
+        status(f"rayfine: not listed: {'; '.join(silent)}")
+    if not answered:
+        return 1
     rows = [_ps_row(r) for r in sorted(records, key=lambda r: (r.runtime, -(r.created or 0)))]
     if args.json:
         print_json(rows)
@@ -214,8 +221,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
             ],
         )
     else:
-        status(f"rayfine: no Rayfine containers on {', '.join(names) or 'any runtime'}")
-    return 1 if failures and failures == len(names) else 0
+        status(f"rayfine: no Rayfine containers on {', '.join(answered)}")
+    return 0
 
 
 def _ps_row(record: ContainerRecord) -> dict[str, Any]:

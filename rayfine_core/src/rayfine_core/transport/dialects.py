@@ -218,7 +218,9 @@ class _Route:
         if query:
             path += "?" + urllib.parse.urlencode(query)
         if self.body == "value":
-            return Request(self.verb, path, encode_json(fields.get("body"), method))
+            # The whole body is one value (a list, a string): encode_json takes any JSON value.
+            body: Any = fields.get("body")
+            return Request(self.verb, path, encode_json(body, method))
         if self.body == "fields" or fields:
             return Request(self.verb, path, encode_json(fields, method))
         return Request(self.verb, path)
