@@ -244,16 +244,22 @@ class DockerRuntime(Runtime):
         return container_state(inspected["State"])
 
     def logs(self, container_id: str, tail: int = 50) -> str:
-        from docker.errors import NotFound
+        from docker.errors import APIError, NotFound
 
         try:
             raw = self._do(lambda: self.client.api.logs(container_id, tail=tail))
         except NotFound:
             return ""
+        except APIError as exc:
+            if exc.status_code == 409:  # "dead or marked for removal": as good as gone
+                return ""
+            raise errors.RuntimeFailure(
+                f"Docker could not read the logs of {container_id[:12]}: {exc.explanation}"
+            ) from exc
         return bytes(raw).decode(errors="replace")
 
     def follow_logs(self, container_id: str, tail: int = 50) -> Iterator[str]:
-        from docker.errors import NotFound
+        from docker.errors import APIError, NotFound
 
         try:
             stream = self._do(
@@ -263,6 +269,12 @@ class DockerRuntime(Runtime):
             )
         except NotFound:
             return
+        except APIError as exc:
+            if exc.status_code == 409:  # being removed: nothing more will come
+                return
+            raise errors.RuntimeFailure(
+                f"Docker could not read the logs of {container_id[:12]}: {exc.explanation}"
+            ) from exc
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pending = ""
         with engine_errors("Docker", _FIX):

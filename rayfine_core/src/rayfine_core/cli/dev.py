@@ -32,6 +32,7 @@ from ..build.context import walk
 from ..build.detect import inspect_env_dir
 from ..environment.faces import Environment
 from ..environment.statefiles import find
+from ..plugins.manager import get_runtime
 from ..transport.channel import Channel
 from ..transport.protocol import decode_json
 from ._util import (
@@ -185,13 +186,18 @@ class DevSession:
         except errors.RayfineError:
             pass  # the container went away: its successor has its own pump
 
-    def stop(self) -> None:
+    def stop(self, at_once: bool = False) -> None:
+        """Stop the container: gracefully, or ``at_once`` (a restart: its state is thrown away
+        anyway, and a graceful stop waits for the server to finish its connections)."""
         env, self.env = self.env, None
-        if env is not None:
-            env.cleanup()
+        if env is None:
+            return
+        if at_once:
+            get_runtime(self.runtime).stop(env.handle.id, timeout=0)
+        env.cleanup()
 
     def restart(self) -> None:
-        self.stop()
+        self.stop(at_once=True)
         self._launch()
 
     def health(self) -> dict[str, Any]:
