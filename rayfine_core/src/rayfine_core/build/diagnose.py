@@ -24,6 +24,10 @@ _NOT_FOUND = re.compile(
     r"(?:No matching distribution found for|Could not find a version that satisfies the"
     r" requirement)\s+([^\s(]+)"
 )
+_NO_REGISTRY = re.compile(
+    r"registry-1\.docker\.io|pull access denied|manifest unknown|repository does not exist|"
+    r"initializing source docker://|error pulling image|lookup [\w.-]+ on [\d.:]+: no such host"
+)
 _NO_PIP = re.compile(r"No module named pip|pip: not found|python3: not found")
 
 
@@ -37,6 +41,13 @@ def explain(error: ImageBuildError, env_dir: Path, offline_wheels: bool) -> Imag
 
 
 def _hint(text: str, env_dir: Path, offline_wheels: bool) -> Optional[str]:
+    if _NO_REGISTRY.search(text):
+        return (
+            "The build failed: its base image is not on this host and no image registry is"
+            " reachable (Rayfine never needs one). Fix: set RAYFINE_BASE_IMAGE to an image the"
+            " engine has (`docker images`; `rayfine doctor` checks it), or load one with"
+            " `docker load`."
+        )
     if "pip" not in text:
         return None
     if _NO_PIP.search(text):
