@@ -159,7 +159,7 @@ def typed_value(raw: str, annotation: Optional[str]) -> Any:
         value = json.loads(raw)
     except ValueError:
         return raw
-    if kind.accepts(value) or not kind.accepts_text():
+    if kind.name == "any" or kind.accepts(value) or not kind.accepts(raw):
         return value
     return raw
 

@@ -71,10 +71,6 @@ class Kind:
             return True
         return True
 
-    def accepts_text(self) -> bool:
-        """True if a string fits (the CLI then keeps ``--arg k=12`` as ``"12"``)."""
-        return self.name != "any" and self.accepts("")
-
     def __str__(self) -> str:
         if self.name == "union":
             return " | ".join(str(a) for a in self.args)

@@ -109,9 +109,7 @@ class HttpDialect:
             if not base or not isinstance(operations, dict):
                 continue
             verbs = [v for v in _VERBS if isinstance(operations.get(v), dict)]
-            plain = (
-                "post" if "post" in verbs else ("get" if "get" in verbs else verbs[:1] or [""])[0]
-            )
+            plain = next((v for v in ("post", "get") if v in verbs), verbs[0] if verbs else "")
             for verb in verbs:
                 name = base if verb == plain else f"{verb}_{base}"
                 routes.append(_route(name, verb.upper(), path, operations[verb], data))
