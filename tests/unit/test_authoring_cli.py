@@ -198,6 +198,16 @@ def test_init_wheels_works_for_function_environments(tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
 
 
+def test_init_http_wheels_next_to_the_gitignore(tmp_path, capsys):
+    from rayfine_core.build.wheelhouse import wheels_dir
+
+    if not (wheels_dir() / ".complete").exists():
+        pytest.skip("no filled wheel cache to copy from")
+    assert main(["init", "web", "--type", "http", "--wheels", "--dir", str(tmp_path)]) == 0
+    names = os.listdir(tmp_path / "web" / "wheels")
+    assert ".gitignore" in names and any(n.startswith("fastapi-") for n in names)
+
+
 # -- rayfine dev, as a command ----------------------------------------------------------------------
 
 

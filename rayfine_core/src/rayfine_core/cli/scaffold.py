@@ -186,4 +186,4 @@ def _copy_wheels(dest: Path) -> None:
     from ..build.wheelhouse import ensure_wheels
 
     source = ensure_wheels(status)
-    shutil.copytree(source, dest, ignore=shutil.ignore_patterns(".complete"))
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns(".complete"), dirs_exist_ok=True)
