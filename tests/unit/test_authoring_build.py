@@ -246,7 +246,7 @@ def test_wheels_are_downloaded_for_the_images_python_and_platform(tmp_path):
 def test_rayfine_wheels_needs_a_requirements_file(tmp_path):
     from rayfine_core.build.env_wheels import download_wheels
 
-    with pytest.raises(errors.ValidationError, match="requirements.txt"):
+    with pytest.raises(errors.ValidationError, match=r"requirements\.txt"):
         download_wheels(make_env(tmp_path / "env", {"env.py": ENV}))
 
 

@@ -237,7 +237,7 @@ def test_rayfine_dev_serves_edits_and_stops_on_sigterm(tmp_path):
         assert wait_for(lambda: _answers(version) == 2)
     finally:
         dev.send_signal(signal.SIGTERM)
-        out, err = dev.communicate(timeout=30)
+        _, err = dev.communicate(timeout=30)
     assert dev.returncode == 0, err
     assert "edits are live" in err and "env.py changed" in err and "stopped devcli" in err
     with pytest.raises(errors.UnknownEnvironmentError):

@@ -54,7 +54,7 @@ class Actor:
         self.turns.append(action)
         return {"observation": f"got {action}", "turns": len(self.turns)}
 
-    def evaluate(self, answers: list[str], weight: float = 1.0) -> float:
+    def evaluate(self, answers: list[str], weight: float = 1.0, note: str = None) -> float:
         return weight * len(answers)
 
     def shout(self, text: str) -> str:
@@ -124,12 +124,13 @@ def test_values_that_cannot_fit_the_annotation_are_refused_before_the_call(load)
             env.evaluate(answers="12")  # would score each character
         text = str(info.value)
         assert "argument 'answers' must be list[str], got str '12'" in text
-        assert "expected evaluate(answers: list[str], weight: float = 1.0)" in text
+        assert "expected evaluate(answers: list[str], weight: float = 1.0" in text
         with pytest.raises(errors.InvalidArgumentsError, match="'action' must be str, got int 12"):
             env.step(action=12)
-        with pytest.raises(errors.InvalidArgumentsError, match="'actoin'.*did you mean 'action'"):
+        with pytest.raises(errors.InvalidArgumentsError, match=r"'actoin'.*did you mean 'action'"):
             env.step(actoin="x")
         assert env.evaluate(answers=["1", "2"], weight=2) == 4.0  # an int fits float
+        assert env.evaluate(answers=[], note=None) == 0.0  # `note: str = None` takes None
         assert env.step(action="12")["turns"] == 1
         assert "shout" not in env.logs()  # nothing refused ever reached the container
 
@@ -260,7 +261,7 @@ def test_dev_runs_the_directory_itself(load, tmp_path, episode_dir):
         settings = env.settings()
         assert env.version() == 2  # the directory's code, not the image's
         assert settings["reload"] == "1" and Path(settings["cwd"]) == live.resolve()
-    with pytest.raises(errors.ValidationError, match="no env.py"):
+    with pytest.raises(errors.ValidationError, match=r"no env\.py"):
         rf.load_env("unit-authoring-episode:latest", runtime="process", dev=tmp_path)
 
 

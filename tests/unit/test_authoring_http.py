@@ -20,9 +20,11 @@ fastapi = pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 pydantic = pytest.importorskip("pydantic")
 
+from fastapi import FastAPI, Query  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+
 import rayfine_core as rf  # noqa: E402
 from rayfine_core import (  # noqa: E402
-    ContainerHandle,
     ContainerRecord,
     ContainerState,
     Endpoint,
@@ -35,10 +37,6 @@ from rayfine_core import (  # noqa: E402
 from rayfine_core.environment import statefiles  # noqa: E402
 from rayfine_core.plugins import register, unregister  # noqa: E402
 from rayfine_core.transport.dialects import route_method_name, type_text  # noqa: E402
-
-
-from fastapi import FastAPI, Query  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
 
 class Reset(BaseModel):
@@ -64,7 +62,7 @@ def make_app() -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/items/{item_id}")
-    def item(item_id: int, q: Optional[str] = None, tags: List[str] = Query([])) -> dict:
+    def item(item_id: int, q: Optional[str] = None, tags: List[str] = Query([])) -> dict:  # noqa: B008
         return {"item_id": item_id, "q": q, "tags": tags}
 
     @app.delete("/items/{item_id}")

@@ -40,7 +40,7 @@ def load_env(
     egress: Optional[Iterable[str] | EgressPolicy] = None,
     runtime_options: Optional[Mapping[str, Any]] = None,
     eager: bool = False,
-    dev: Optional[Union[str, "os.PathLike[str]"]] = None,
+    dev: Optional[Union[str, os.PathLike[str]]] = None,
 ) -> Environment:
     """Start a container from ``image`` and return the environment running in it.
 

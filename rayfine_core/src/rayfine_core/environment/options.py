@@ -61,7 +61,7 @@ class EnvOptions:
     runtime_options: dict[str, Any] = field(default_factory=dict)
     eager: bool = False
     """Construct the Actor at start (``RAYFINE_EAGER=1``): a broken Actor fails the start."""
-    dev: Optional[Union[str, "os.PathLike[str]"]] = None
+    dev: Optional[Union[str, os.PathLike[str]]] = None
     """Dev mode: this host directory is mounted read-only over ``/app`` and reloaded on change."""
 
     def __post_init__(self) -> None:
@@ -149,12 +149,14 @@ class EnvOptions:
         return env
 
 
-def check_dev_dir(path: Union[str, "os.PathLike[str]"]) -> Path:
+def check_dev_dir(path: Union[str, os.PathLike[str]]) -> Path:
     """An environment directory for dev mode: absolute, existing, with an env.py."""
     try:
         resolved = Path(path).expanduser().resolve()
     except (TypeError, OSError) as exc:
-        raise ValidationError(f"dev= must be an environment directory, got {path!r}: {exc}")
+        raise ValidationError(
+            f"dev= must be an environment directory, got {path!r}: {exc}"
+        ) from None
     if not (resolved / "env.py").is_file():
         raise ValidationError(
             f"dev={str(path)!r} is not an environment directory (no env.py in {resolved})."

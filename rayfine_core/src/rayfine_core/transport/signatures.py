@@ -84,6 +84,8 @@ def _mistyped(info: MethodInfo, bound: inspect.BoundArguments) -> Optional[str]:
         if kind.name == "any":
             continue
         param = bound.signature.parameters[name]
+        if value is None and param.default is None:
+            continue  # `x: str = None`, the old spelling of Optional[str]
         if param.kind is inspect.Parameter.VAR_POSITIONAL:
             values = list(value)
         elif param.kind is inspect.Parameter.VAR_KEYWORD:
