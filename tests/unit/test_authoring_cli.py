@@ -228,16 +228,18 @@ def test_rayfine_dev_serves_edits_and_stops_on_sigterm(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
+    live = {}
     try:
         version = lambda: rf.attach("devcli").version()  # noqa: E731
-        assert wait_for(lambda: _answers(version) == 1), dev.stderr
+        live[1] = wait_for(lambda: _answers(version) == 1)
         (root / "env.py").write_text(
             "class Actor:\n    def version(self) -> int:\n        return 2\n"
         )
-        assert wait_for(lambda: _answers(version) == 2)
+        live[2] = wait_for(lambda: _answers(version) == 2)
     finally:
         dev.send_signal(signal.SIGTERM)
         _, err = dev.communicate(timeout=30)
+    assert live == {1: True, 2: True}, err
     assert dev.returncode == 0, err
     assert "edits are live" in err and "env.py changed" in err and "stopped devcli" in err
     with pytest.raises(errors.UnknownEnvironmentError):

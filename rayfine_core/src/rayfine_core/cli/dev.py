@@ -152,10 +152,12 @@ class DevSession:
         self.env: Optional[Environment] = None
         self.reloads = False
         self.generation: Any = None
+        self._seen: Snapshot = {}
 
     # -- the container ------------------------------------------------------------------
     def start(self) -> None:
         """Build (or reuse) the dev image and start a container of it."""
+        self._seen = snapshot(self.env_dir)  # first: an edit made while starting is not missed
         self.image = build_dev_image(self.env_dir, self.runtime)
         self._launch()
 
@@ -222,7 +224,7 @@ class DevSession:
     # -- the directory ------------------------------------------------------------------
     def watch(self, poll: float) -> None:
         """Apply each change of the directory until interrupted."""
-        before = snapshot(self.env_dir)
+        before = self._seen
         while True:
             time.sleep(poll)
             now = snapshot(self.env_dir)

@@ -146,6 +146,9 @@ class EnvOptions:
         env = {"RAYFINE_EAGER": "1"} if self.eager else {}
         if self.dev is not None:
             env["RAYFINE_RELOAD"] = "1"
+            # No __pycache__ written into the user's directory: a .pyc records its source's
+            # mtime in whole seconds, so a same-size edit within a second would load stale code.
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
         return env
 
 
