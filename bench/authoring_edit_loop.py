@@ -112,6 +112,7 @@ def dev_loop(root: Path, runtime: str, rounds: int) -> tuple[float, float, str]:
             times.append(time.perf_counter() - started)
     finally:
         session.stop()
+        watcher.join(10)
     how = "server reload" if session.reloads else "container restart (server without reload)"
     return first, statistics.median(times), how
 

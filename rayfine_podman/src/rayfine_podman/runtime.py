@@ -233,13 +233,20 @@ class PodmanRuntime(Runtime):
         return kwargs
 
     def health(self, container_id: str) -> ContainerState:
-        from podman.errors import NotFound
+        from podman.errors import APIError, NotFound
 
         try:
             with _engine_errors():
                 return container_state(self.client.containers.get(container_id).attrs["State"])
         except NotFound:
             return ContainerState(running=False, status="removed")
+        except APIError as exc:
+            # Podman 4.3 answers 500 "does not exist in database" for one being removed.
+            if "no such container" in _explain(exc).lower():
+                return ContainerState(running=False, status="removed")
+            raise errors.RuntimeFailure(
+                f"Podman could not inspect {container_id[:12]}: {_explain(exc)}"
+            ) from exc
 
     def logs(self, container_id: str, tail: int = 50) -> str:
         with _engine_errors():

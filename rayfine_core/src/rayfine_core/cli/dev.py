@@ -153,10 +153,12 @@ class DevSession:
         self.reloads = False
         self.generation: Any = None
         self._seen: Snapshot = {}
+        self._stopped = threading.Event()
 
     # -- the container ------------------------------------------------------------------
     def start(self) -> None:
         """Build (or reuse) the dev image and start a container of it."""
+        self._stopped.clear()
         self._seen = snapshot(self.env_dir)  # first: an edit made while starting is not missed
         self.image = build_dev_image(self.env_dir, self.runtime)
         self._launch()
@@ -191,6 +193,8 @@ class DevSession:
     def stop(self, at_once: bool = False) -> None:
         """Stop the container: gracefully, or ``at_once`` (a restart: its state is thrown away
         anyway, and a graceful stop waits for the server to finish its connections)."""
+        if not at_once:
+            self._stopped.set()  # the watcher, if another thread runs it, ends
         env, self.env = self.env, None
         if env is None:
             return
@@ -223,17 +227,17 @@ class DevSession:
 
     # -- the directory ------------------------------------------------------------------
     def watch(self, poll: float) -> None:
-        """Apply each change of the directory until interrupted."""
+        """Apply each change of the directory until interrupted or stopped."""
         before = self._seen
-        while True:
-            time.sleep(poll)
+        while not self._stopped.wait(poll):
             now = snapshot(self.env_dir)
             if now == before:
                 continue
             now = settle(self.env_dir, now)
             changed = sorted(p for p in set(before) | set(now) if before.get(p) != now.get(p))
             before = now
-            self.apply(changed)
+            if not self._stopped.is_set():
+                self.apply(changed)
 
     def apply(self, changed: list[Path]) -> None:
         """Make ``changed`` live: rebuild for dependencies, else reload or restart."""
