@@ -425,7 +425,9 @@ def test_http_scaffold_with_wheels_builds_and_runs_offline(rayfine, tmp_path):
         )
         assert result == {"answer": " paris ", "expected": "Paris", "score": 1.0}
         assert_clean_error(
-            rayfine("call", name, "evaluate", "--arg", "answer=3", check=False), 2, "HTTP 422"
+            rayfine("call", name, "evaluate", "--args-json", '{"answer": 3}', check=False),
+            2,
+            "must be str",
         )
         rayfine("stop", name)
     finally:

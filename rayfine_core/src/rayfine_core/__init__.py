@@ -22,8 +22,8 @@ from .api import (
     list_active_environments,
     load_env,
 )
-from .build.builder import build_image_from_env
-from .environment.faces import AsyncEnvironment, Environment
+from .build.builder import build_dev_image, build_image_from_env
+from .environment.faces import AsyncEnvironment, Environment, HiddenMethodWarning
 from .environment.sessions import AsyncSession, Session
 from .errors import RayfineError
 from .plugins.hookspecs import CallInfo, hookimpl
@@ -38,6 +38,7 @@ from .runtime.types import (
     Endpoint,
     EnvType,
     Limits,
+    Mount,
     RuntimeSpec,
     ServerSpec,
     StartRequest,
@@ -59,8 +60,10 @@ __all__ = [
     "Endpoint",
     "EnvType",
     "Environment",
+    "HiddenMethodWarning",
     "Limits",
     "MethodInfo",
+    "Mount",
     "Param",
     "RayfineError",
     "Runtime",
@@ -75,6 +78,7 @@ __all__ = [
     "aload_envs",
     "attach",
     "available_runtimes",
+    "build_dev_image",
     "build_image_from_env",
     "cleanup_all_environments",
     "errors",

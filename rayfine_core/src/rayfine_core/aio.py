@@ -3,7 +3,8 @@
     async with rf.aload_env("affine:latest") as env:
         results = await asyncio.gather(*(env.evaluate(seed=i) for i in range(64)))
 
-    envs = await rf.aload_envs("affine:latest", 20)   # started concurrently
+    envs = await rf.aload_envs("affine:latest", 20)   # started concurrently, all or nothing
+    # or: envs, errors = await rf.aload_envs("affine:latest", 20, keep_started=True)
     try:
         ...
     finally:
@@ -22,13 +23,25 @@ import inspect
 import logging
 import os
 import threading
+import time
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Callable, Generator, Sequence, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Generator,
+    Literal,
+    NamedTuple,
+    Sequence,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from . import errors
 from .api import bind_options, load_env, runtime_for
 from .environment import registry
-from .environment.faces import AsyncEnvironment
+from .environment.faces import AsyncEnvironment, warn_hidden_methods
 from .environment.life import Life
 from .environment.options import EnvOptions
 from .environment.steps import arun, finish
@@ -103,14 +116,42 @@ async def _start(options: EnvOptions) -> AsyncEnvironment:
         life = Life(options, runtime_for(options))
         env = AsyncEnvironment(life)
         await arun(life.start())
+    warn_hidden_methods(env, stacklevel=1)
     return env
 
 
-async def aload_envs(image: str, n: int, **kwargs: Any) -> list[AsyncEnvironment]:
+class Started(NamedTuple):
+    """What ``aload_envs(..., keep_started=True)`` returns: ``envs, errors = await ...``."""
+
+    envs: list[AsyncEnvironment]
+    """The environments that started (yours to clean up)."""
+    errors: list[BaseException]
+    """Why the others did not, one exception per failed start."""
+
+
+@overload
+async def aload_envs(
+    image: str, n: int, *, keep_started: Literal[False] = False, **kwargs: Any
+) -> list[AsyncEnvironment]: ...
+
+
+@overload
+async def aload_envs(
+    image: str, n: int, *, keep_started: Literal[True], **kwargs: Any
+) -> Started: ...
+
+
+async def aload_envs(
+    image: str, n: int, *, keep_started: bool = False, **kwargs: Any
+) -> Union[list[AsyncEnvironment], Started]:
     """Start ``n`` environments of ``image`` concurrently (``kwargs`` as for ``load_env``).
 
-    All or nothing: if one start fails, the others are stopped (or never
-    started) and the first error is raised.
+    By default all or nothing: if one start fails, the others are stopped (or
+    never started) and the first error is raised.  With ``keep_started=True``
+    the ones that started are kept and returned with the errors of the others:
+    ``envs, errors = await aload_envs(image, 20, keep_started=True)``.
+    Progress is logged on the ``rayfine`` logger (INFO: the batch, DEBUG: each start).
+    Cancelling the call stops every environment it started, in both modes.
     """
     if not isinstance(n, int) or n < 0:
         raise errors.ValidationError(f"n must be a non-negative int, got {n!r}.")
@@ -120,11 +161,64 @@ async def aload_envs(image: str, n: int, **kwargs: Any) -> list[AsyncEnvironment
         )
     loading = [aload_env(image, **kwargs) for _ in range(n)]
     tasks = [asyncio.ensure_future(each) for each in loading]
+    progress = _StartProgress(image, n)
+    for task in tasks:
+        task.add_done_callback(progress.done)
     try:
-        return list(await asyncio.gather(*tasks))
+        if not keep_started:
+            return list(await asyncio.gather(*tasks))
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     except BaseException:
         await _finish_abandon(tasks)
         raise
+    finally:
+        progress.finish()
+    envs = [each for each in outcomes if isinstance(each, AsyncEnvironment)]
+    return Started(envs, [each for each in outcomes if isinstance(each, BaseException)])
+
+
+class _StartProgress:
+    """Logs a batch of starts: how many, how far, how long."""
+
+    def __init__(self, image: str, n: int) -> None:
+        self.image, self.n = image, n
+        self.started = self.failed = 0
+        self.since = time.monotonic()
+        if n:
+            log.info(
+                "rayfine: starting %d environments of %s (%d at a time)",
+                n,
+                image,
+                max_concurrent_starts(),
+            )
+
+    def done(self, task: asyncio.Future[AsyncEnvironment]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            self.started += 1
+            log.debug(
+                "rayfine: %s started (%d/%d, %.1fs)",
+                task.result().id,
+                self.started,
+                self.n,
+                time.monotonic() - self.since,
+            )
+        else:
+            self.failed += 1
+            log.debug("rayfine: a start of %s failed: %s", self.image, error)
+
+    def finish(self) -> None:
+        if self.n:
+            log.info(
+                "rayfine: %d of %d environments of %s started (%d failed) in %.1fs",
+                self.started,
+                self.n,
+                self.image,
+                self.failed,
+                time.monotonic() - self.since,
+            )
 
 
 async def _finish_abandon(tasks: Sequence[asyncio.Future[AsyncEnvironment]]) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Iterable, Mapping, Optional, cast
+import os
+from typing import Any, Callable, Iterable, Mapping, Optional, Union, cast
 
 from . import errors
 from .egress.policy import EgressPolicy
 from .environment import registry, statefiles
-from .environment.faces import Environment
+from .environment.faces import Environment, warn_hidden_methods
 from .environment.life import Life
 from .environment.options import DEFAULT_MEM_LIMIT, DEFAULT_PIDS_LIMIT, EnvOptions
 from .environment.steps import run
@@ -43,6 +44,8 @@ def load_env(
     runtime_options: Optional[Mapping[str, Any]] = None,
     url: Optional[str] = None,
     token: Optional[str] = None,
+    eager: bool = False,
+    dev: Optional[Union[str, os.PathLike[str]]] = None,
 ) -> Environment:
     """Start a container from ``image`` and return the environment running in it.
 
@@ -82,16 +85,26 @@ def load_env(
     :param url: mode="remote": the gateway, ``https://HOST:PORT#sha256=FINGERPRINT``
         (default ``RAYFINE_REMOTE_URL``).
     :param token: mode="remote": this client's token (default ``RAYFINE_REMOTE_TOKEN``).
+    :param eager: construct the ``Actor`` while starting, so that an ``Actor.__init__``
+        that raises (a missing env var, a missing file) fails ``load_env`` with
+        :class:`~rayfine_core.errors.ActorInitError` and the remote traceback, not the
+        first call.
+    :param dev: an environment directory: it is mounted read-only over ``/app`` and the
+        server reloads env.py when it changes, so edits are live without a rebuild. The
+        image must have the directory's dependencies (any image built from it; see
+        :func:`~rayfine_core.build.dev.build_dev_image`).
     :raises ValidationError: a bad argument (before any engine work).
     :raises ImageNotFoundError: the image is not there (Rayfine never pulls).
     :raises StartError: the container could not start (``EnvLoadError``: env.py
         failed to import; ``StartTimeout``: the server never answered).
+    :raises ActorInitError: with ``eager=True``, ``Actor()`` raised in the container.
     :raises EngineUnavailableError: the engine cannot be reached.
     """
     options = options_from(locals())  # locals(): exactly the parameters
     life = Life(options, runtime_for(options))
     env = Environment(life)
     run(life.start())
+    warn_hidden_methods(env)
     return env
 
 
@@ -121,6 +134,8 @@ def options_from(arguments: Mapping[str, Any]) -> EnvOptions:
         runtime_options=dict(a["runtime_options"] or {}),
         url=a.get("url"),
         token=a.get("token"),
+        eager=a["eager"],
+        dev=a["dev"],
     )
 
 
@@ -172,6 +187,7 @@ def attach(name_or_id: str, runtime: Optional[str] = None) -> Environment:
     life = Life(options, get_runtime(record.runtime), env_id=record.env_id)
     env = Environment(life)
     run(life.attach(record))
+    warn_hidden_methods(env)
     return env
 
 

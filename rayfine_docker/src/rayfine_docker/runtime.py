@@ -61,6 +61,7 @@ class DockerRuntime(Runtime):
         unix_socket=True,
         follow_logs=True,
         isolation=frozenset({"container", "gvisor"}),
+        mounts=True,
         engine_url_option="base_url",
     )
 
@@ -211,8 +212,14 @@ class DockerRuntime(Runtime):
             command=request.command,
             user=request.user,
         )
+        volumes: dict[str, dict[str, str]] = {
+            str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
+            for m in request.mounts
+        }
         if request.run_dir is not None:
-            kwargs["volumes"] = {str(request.run_dir): {"bind": RUN_MOUNT, "mode": "rw"}}
+            volumes[str(request.run_dir)] = {"bind": RUN_MOUNT, "mode": "rw"}
+        if volumes:
+            kwargs["volumes"] = volumes
         if request.socket_endpoint() is None:
             kwargs["ports"] = {f"{request.container_port}/tcp": ("127.0.0.1", request.host_port)}
         if request.network:
@@ -237,16 +244,22 @@ class DockerRuntime(Runtime):
         return container_state(inspected["State"])
 
     def logs(self, container_id: str, tail: int = 50) -> str:
-        from docker.errors import NotFound
+        from docker.errors import APIError, NotFound
 
         try:
             raw = self._do(lambda: self.client.api.logs(container_id, tail=tail))
         except NotFound:
             return ""
+        except APIError as exc:
+            if exc.status_code == 409:  # "dead or marked for removal": as good as gone
+                return ""
+            raise errors.RuntimeFailure(
+                f"Docker could not read the logs of {container_id[:12]}: {exc.explanation}"
+            ) from exc
         return bytes(raw).decode(errors="replace")
 
     def follow_logs(self, container_id: str, tail: int = 50) -> Iterator[str]:
-        from docker.errors import NotFound
+        from docker.errors import APIError, NotFound
 
         try:
             stream = self._do(
@@ -256,6 +269,12 @@ class DockerRuntime(Runtime):
             )
         except NotFound:
             return
+        except APIError as exc:
+            if exc.status_code == 409:  # being removed: nothing more will come
+                return
+            raise errors.RuntimeFailure(
+                f"Docker could not read the logs of {container_id[:12]}: {exc.explanation}"
+            ) from exc
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pending = ""
         with engine_errors("Docker", _FIX):

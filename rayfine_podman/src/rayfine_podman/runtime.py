@@ -67,6 +67,7 @@ class PodmanRuntime(Runtime):
         follow_logs=True,
         oom_flag=False,
         isolation=frozenset({"container", "gvisor"}),
+        mounts=True,
         engine_url_option="base_url",
     )
 
@@ -200,16 +201,26 @@ class PodmanRuntime(Runtime):
         )
         if request.cap_add:
             kwargs["cap_add"] = list(request.cap_add)
+        # A user's directory is never relabelled (no "z"/"Z": that would change its SELinux
+        # label on the host); nosuid and nodev on every mount.
+        volumes: dict[str, dict[str, Any]] = {
+            str(m.source): {
+                "bind": m.target,
+                "mode": "ro" if m.read_only else "rw",
+                "extended_mode": ["nosuid", "nodev"],
+            }
+            for m in request.mounts
+        }
         if request.run_dir is not None:
             # "Z": relabel the private dir so SELinux lets the container write it; nosuid and
             # nodev: whatever the container writes there cannot become a setuid file or a device.
-            kwargs["volumes"] = {
-                str(request.run_dir): {
-                    "bind": RUN_MOUNT,
-                    "mode": "rw",
-                    "extended_mode": ["Z", "nosuid", "nodev"],
-                }
+            volumes[str(request.run_dir)] = {
+                "bind": RUN_MOUNT,
+                "mode": "rw",
+                "extended_mode": ["Z", "nosuid", "nodev"],
             }
+        if volumes:
+            kwargs["volumes"] = volumes
         if request.socket_endpoint() is None:
             host = {"ip": "127.0.0.1", **({"port": request.host_port} if request.host_port else {})}
             kwargs["ports"] = {f"{request.container_port}/tcp": host}
@@ -222,13 +233,20 @@ class PodmanRuntime(Runtime):
         return kwargs
 
     def health(self, container_id: str) -> ContainerState:
-        from podman.errors import NotFound
+        from podman.errors import APIError, NotFound
 
         try:
             with _engine_errors():
                 return container_state(self.client.containers.get(container_id).attrs["State"])
         except NotFound:
             return ContainerState(running=False, status="removed")
+        except APIError as exc:
+            # Podman 4.3 answers 500 "does not exist in database" for one being removed.
+            if "no such container" in _explain(exc).lower():
+                return ContainerState(running=False, status="removed")
+            raise errors.RuntimeFailure(
+                f"Podman could not inspect {container_id[:12]}: {_explain(exc)}"
+            ) from exc
 
     def logs(self, container_id: str, tail: int = 50) -> str:
         with _engine_errors():

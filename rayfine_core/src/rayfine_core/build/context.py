@@ -14,7 +14,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..errors import EnvDefinitionError
 
@@ -54,9 +54,14 @@ def _check_link(path: Path, root: Path, real_root: Path) -> None:
         )
 
 
-def digest(root: Path, into: hashlib._Hash) -> None:
-    """Feed every entry's relative path and content (a link: its target text) into ``into``."""
+def digest(
+    root: Path, into: hashlib._Hash, keep: Callable[[Path], bool] = lambda path: True
+) -> None:
+    """Feed every entry's relative path and content (a link: its target text) into ``into``;
+    only the entries ``keep`` accepts."""
     for path, info in walk(root):
+        if not keep(path):
+            continue
         relative = str(path.relative_to(root)).encode()
         if stat.S_ISLNK(info.st_mode):
             into.update(b"L" + relative + b"\0" + os.readlink(path).encode() + b"\0")
@@ -64,11 +69,15 @@ def digest(root: Path, into: hashlib._Hash) -> None:
             into.update(b"F" + relative + b"\0" + path.read_bytes() + b"\0")
 
 
-def stage(root: Path, dest: Path) -> Path:
-    """Copy ``root`` to ``dest`` (links inside it stay links); return ``dest``."""
+def stage(root: Path, dest: Path, leave_out: frozenset[str] = frozenset()) -> Path:
+    """Copy ``root`` to ``dest`` (links inside it stay links), without the top-level
+    entries named in ``leave_out``; return ``dest``."""
     dest.mkdir(parents=True)
     for path, info in walk(root):
-        target = dest / path.relative_to(root)
+        relative = path.relative_to(root)
+        if relative.parts[0] in leave_out:
+            continue
+        target = dest / relative
         if stat.S_ISLNK(info.st_mode):
             os.symlink(os.readlink(path), target)
         elif stat.S_ISDIR(info.st_mode):

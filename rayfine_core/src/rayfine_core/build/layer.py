@@ -66,14 +66,36 @@ def stage(context: Path, env_py: Optional[Path], server: ServerSpec) -> Path:
     return context
 
 
+ENV_PY_COPY = "COPY env.py /app/env.py"
+"""How a layer on the environment's own image copies the code (staged by :func:`stage`)."""
+
+
 def dockerfile(
     base: str,
     digest: str,
     kind: EnvType,
     app_command: Optional[list[str]],
     server: ServerSpec,
+    code: Optional[str] = ENV_PY_COPY,
 ) -> str:
-    """The layer's Dockerfile: the server, its settings, and the image's labels."""
+    """The layer's Dockerfile on ``base``: see :func:`instructions`."""
+    lines = [f"FROM {base}", *instructions(digest, kind, app_command, server, code)]
+    return "\n".join(lines) + "\n"
+
+
+def instructions(
+    digest: str,
+    kind: EnvType,
+    app_command: Optional[list[str]],
+    server: ServerSpec,
+    code: Optional[str],
+) -> list[str]:
+    """The server (from the context's ``site/``), the code, the settings and the labels.
+
+    ``code`` is the instruction that copies the environment's code (None: no code,
+    e.g. an http app or a dev image); it comes after every other step so that an
+    edit leaves them cached, and only the label (with the content hash) follows it.
+    """
     proxy = kind is EnvType.HTTP_BASED
     env = {"PYTHONUNBUFFERED": "1"}
     if proxy:
@@ -93,19 +115,17 @@ def dockerfile(
         labels.SERVER_PORT: str(port),
         labels.SERVED: "1",
     }
-    lines = [
-        f"FROM {base}",
+    return [
         f"COPY site/ {SITE}/",
         f"RUN (python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash {SITE}"
         " >/dev/null 2>&1 || true)",
-        *([] if proxy else ["COPY env.py /app/env.py"]),
         "ENV " + " ".join(f"{k}={json.dumps(v)}" for k, v in env.items()),
-        "LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in image_labels.items()),
         f"EXPOSE {port}",
         "ENTRYPOINT []",
         f"CMD {json.dumps(list(server.command))}",
+        *([code] if code and not proxy else []),
+        "LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in image_labels.items()),
     ]
-    return "\n".join(lines) + "\n"
 
 
 _INSTRUCTION = re.compile(r"^\s*(FROM|CMD|ENTRYPOINT)\s+(.+)$", re.IGNORECASE | re.MULTILINE)

@@ -169,11 +169,33 @@ def _fill(dest: Path, pins: list[iw.Pin], sources: _Sources, targets: _Targets, 
             plan += [(candidate, pin) for candidate in found]
         if emit and plan:
             emit(f"rayfine: fetching {len(plan)} pinned wheels for the server (once)")
-        list(
-            pool.map(
-                lambda job: _fetch(job[0], dest / job[0].wheel.filename, sources, job[1]), plan
-            )
-        )
+        progress = _Progress(len(plan), emit)
+
+        def fetch(job: tuple[Candidate, iw.Pin]) -> None:
+            path = dest / job[0].wheel.filename
+            _fetch(job[0], path, sources, job[1])
+            progress.done(path.stat().st_size)
+
+        list(pool.map(fetch, plan))
+
+
+class _Progress:
+    """Counts fetched wheels and says so, so a first build never sits silent for long."""
+
+    def __init__(self, total: int, emit: Emit) -> None:
+        self.total, self.emit = total, emit
+        self.count, self.size = 0, 0
+        self.lock = threading.Lock()
+
+    def done(self, size: int) -> None:
+        with self.lock:
+            self.count += 1
+            self.size += size
+            if self.emit:
+                self.emit(
+                    f"rayfine: fetched {self.count}/{self.total} server wheels"
+                    f" ({self.size / 1e6:.1f} MB)"
+                )
 
 
 def _check_coverage(pin, found, problems, sources: _Sources, targets: _Targets, emit: Emit) -> None:

@@ -15,7 +15,7 @@ import sys
 from typing import Optional, Sequence
 
 from .. import __version__, errors
-from . import build_cmd, calls, containers, info, scaffold, serve
+from . import build_cmd, calls, containers, dev, info, scaffold, serve
 
 EPILOG = """\
 exit codes:
@@ -26,7 +26,8 @@ exit codes:
      environment directory, unknown environment name, unknown method
 
 environment variables:
-  RAYFINE_RUNTIME      default for --runtime (default: docker)
+  RAYFINE_RUNTIME      default for --runtime (default: the first installed runtime
+                       that answers: docker, then podman, then others by name)
   RAYFINE_BASE_IMAGE   base image of environments without a Dockerfile
   XDG_STATE_HOME       `rayfine run` records environments in $XDG_STATE_HOME/rayfine/envs
 
@@ -34,7 +35,7 @@ environment variables:
 container logs along with errors.
 """
 
-_GROUPS = (scaffold, build_cmd, containers, calls, info, serve)
+_GROUPS = (scaffold, build_cmd, dev, containers, calls, info, serve)
 _BAD_INPUT = (errors.ValidationError, errors.MethodNotFoundError, errors.InvalidArgumentsError)
 
 

@@ -3,25 +3,62 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .. import errors
+from ..plugins.manager import available_runtimes, get_runtime
+from ..transport.annotations import parse
 
 RAW = argparse.RawDescriptionHelpFormatter
 
 
+PREFERRED_RUNTIMES = ("docker", "podman")
+"""Tried first, in this order, when RAYFINE_RUNTIME is unset; then the others by name."""
+TEST_DOUBLES = ("process",)
+"""Never chosen by default: they isolate nothing."""
+
+
 def default_runtime() -> str:
-    return os.environ.get("RAYFINE_RUNTIME") or "docker"
+    """``RAYFINE_RUNTIME``, else the first installed runtime whose engine answers.
+
+    :raises EngineUnavailableError: no installed runtime answers (the message says why each).
+    """
+    return os.environ.get("RAYFINE_RUNTIME") or _first_answering()
+
+
+@functools.cache
+def _first_answering() -> str:
+    installed = available_runtimes()
+    candidates = [name for name in PREFERRED_RUNTIMES if name in installed]
+    candidates += sorted(n for n in installed if n not in PREFERRED_RUNTIMES + TEST_DOUBLES)
+    problems = []
+    for name in candidates:
+        try:
+            get_runtime(name).version()
+        except errors.RayfineError as exc:
+            problems.append(f"{name}: {str(exc).splitlines()[0]}")
+            continue
+        return name
+    if not candidates:
+        raise errors.EngineUnavailableError(
+            "No container runtime is installed: pip install 'rayfine-core[docker]' (or [podman])."
+        )
+    raise errors.EngineUnavailableError(
+        "No installed runtime answers (" + "; ".join(problems) + "). Start an engine, or pass"
+        " --runtime / set RAYFINE_RUNTIME; `rayfine doctor` says what to fix."
+    )
 
 
 def add_runtime_option(
     parser: argparse.ArgumentParser,
     what: str = "the runtime to use",
-    default: str = "$RAYFINE_RUNTIME or docker",
+    default: str = "$RAYFINE_RUNTIME, else the first of docker, podman, ... that answers",
 ) -> None:
     parser.add_argument(
         "--runtime",
@@ -80,17 +117,53 @@ def from_host_env(pairs: Sequence[tuple[str, Optional[str]]], what: str) -> dict
     return out
 
 
-def json_arg(text: str) -> tuple[str, Any]:
-    """argparse type for ``--arg k=v``: v is JSON if it parses, else the raw string."""
+def env_file_vars(files: list[Path]) -> dict[str, str]:
+    """Variables from ``--env-file`` files: ``K=V`` lines, ``#`` comments, values taken literally."""
+    out: dict[str, str] = {}
+    for path in files:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise errors.ValidationError(
+                f"Cannot read --env-file {str(path)!r}: {exc.strerror}."
+            ) from None
+        pairs = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                pairs.append(key_value(line.strip()))
+            except argparse.ArgumentTypeError:
+                raise errors.ValidationError(
+                    f"{path}:{number}: expected NAME=VALUE (value not shown)."
+                ) from None
+        out.update(from_host_env(pairs, f"In {path}, variable"))
+    return out
+
+
+def json_arg(text: str) -> tuple[str, str]:
+    """argparse type for ``--arg k=v``: the name is checked; the value is read later, by
+    :func:`typed_value`, once the parameter's annotation is known."""
     key, sep, raw = text.partition("=")
     if not sep or not key.isidentifier():
         raise argparse.ArgumentTypeError(
             f"expected NAME=VALUE with NAME a Python identifier, got {text!r}"
         )
+    return key, raw
+
+
+def typed_value(raw: str, annotation: Optional[str]) -> Any:
+    """``--arg`` text as the parameter wants it: the JSON value if it fits the annotation, else
+    the text itself if a string fits (``--arg action=12`` for ``action: str`` is ``"12"``), else
+    the JSON value or the text, for the method's own check to judge."""
+    kind = parse(annotation)
     try:
-        return key, json.loads(raw)
+        value = json.loads(raw)
     except ValueError:
-        return key, raw
+        return raw
+    if kind.name == "any" or kind.accepts(value) or not kind.accepts(raw):
+        return value
+    return raw
 
 
 def json_object(text: str) -> dict[str, Any]:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 from ..build.builder import build_image_from_env
 from ..build.detect import inspect_env_dir
-from ._util import RAW, add_runtime_option, default_runtime, from_host_env, key_value, status
+from ._util import RAW, add_runtime_option, default_runtime, from_host_env, key_value
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -17,7 +16,9 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         formatter_class=RAW,
         help="build an environment directory into an image",
-        description="Build the image for ENV_DIR (env.py, and optionally a Dockerfile) and tag it TAG.\n"
+        description="Build the image for ENV_DIR (env.py, and optionally a Dockerfile) and tag\n"
+        "it TAG. requirements.txt is installed before the code is copied (an env.py edit\n"
+        "rebuilds in seconds), from ENV_DIR/wheels when it holds wheels (`rayfine wheels`).\n"
         "Build output goes to stderr; the image id is printed on stdout at the end.",
     )
     build.add_argument("env_dir", metavar="ENV_DIR", help="directory holding env.py")
@@ -36,6 +37,13 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         default=[],
         help="ARG value for the Dockerfile; a bare K takes this shell's value (repeatable)",
     )
+    build.add_argument(
+        "--find-links",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="more wheels to install requirements.txt from, like ENV_DIR/wheels (repeatable)",
+    )
     build.add_argument("--quiet", "-q", action="store_true", help="print only the image id")
     build.add_argument(
         "--env-type", choices=["function_based", "http_based"], help="override the detected type"
@@ -46,11 +54,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     info = inspect_env_dir(args.env_dir)  # a bad directory fails before the engine is touched
     runtime = args.runtime or default_runtime()
-    kind = args.env_type or info.env_type.value
-    if not args.quiet:
-        status(f"rayfine: building {args.tag} from {info.path} ({kind}) on {runtime}")
-    started = time.perf_counter()
-    image = build_image_from_env(
+    image = build_image_from_env(  # progress on stderr: a status line on a terminal
         info.path,
         args.tag,
         nocache=args.no_cache,
@@ -58,9 +62,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         buildargs=from_host_env(args.build_arg, "Build arg"),
         runtime=runtime,
         env_type=args.env_type,
-        on_output=None if args.quiet else status,
+        find_links=args.find_links,
     )
-    if not args.quiet:
-        status(f"rayfine: built {args.tag} in {time.perf_counter() - started:.1f}s")
     print(image)
     return 0

@@ -18,6 +18,7 @@ from ._util import (
     print_json,
     print_table,
     status,
+    typed_value,
 )
 
 
@@ -27,12 +28,14 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         formatter_class=RAW,
         help="call a method of a running environment",
-        description="Call METHOD of an environment started with `rayfine run` and print the result.\n\n"
+        description="Call METHOD of an environment started with `rayfine run` (or `rayfine dev`)\n"
+        "and print the result.\n\n"
         "examples:\n"
         "  rayfine call demo evaluate --arg answer=Paris --arg n=3\n"
         '  rayfine call demo evaluate --args-json \'{"answer": "Paris", "n": 3}\' --json\n\n'
-        '--arg k=v parses v as JSON (3, true, [1,2], {"a":1}, "quoted") and falls back\n'
-        'to the raw string (Paris); use k=\'"3"\' to pass the string "3".',
+        "--arg k=v reads v by the parameter's annotation: for a `str` parameter v is the\n"
+        'text as given (12 stays "12"); otherwise v is JSON (3, true, [1,2], {"a":1},\n'
+        '"quoted") and falls back to the raw text (Paris).',
     )
     call.add_argument(
         "name", metavar="NAME_OR_ID", help="container name, env id or container-id prefix"
@@ -114,8 +117,11 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    kwargs = {**args.args_json, **dict(args.pairs)}
     env = attach(args.name, args.runtime)
+    info = {m.name: m for m in env.list_methods()}.get(args.method)
+    annotations = {p.name: p.annotation for p in info.params} if info else {}
+    typed = {key: typed_value(raw, annotations.get(key)) for key, raw in args.pairs}
+    kwargs = {**args.args_json, **typed}
     target = env.existing_session(args.session) if args.session else env
     result = target.call_method(args.method, (), kwargs, args.timeout)
     if args.json:
@@ -130,7 +136,9 @@ def cmd_call(args: argparse.Namespace) -> int:
 def cmd_sessions(args: argparse.Namespace) -> int:
     env = attach(args.name, args.runtime)
     if args.open:
-        print(env.session(**dict(args.pairs)).id)
+        # The constructor's annotations are not listed: a value is JSON when it parses.
+        kwargs = {key: typed_value(raw, None) for key, raw in args.pairs}
+        print(env.session(**kwargs).id)
         return 0
     if args.close:
         env.existing_session(args.close).close()

@@ -19,6 +19,7 @@ from ._util import (
     add_runtime_option,
     age,
     default_runtime,
+    env_file_vars,
     from_host_env,
     key_value,
     positive_float,
@@ -86,11 +87,12 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "ps",
         parents=[common],
         help="list Rayfine containers",
-        description="List the containers Rayfine started (label rayfine.owner=rayfine), running or not.",
+        description="List the containers Rayfine started (label rayfine.owner=rayfine), running or"
+        " not, on every installed runtime that answers (or only --runtime's).",
     )
-    add_runtime_option(ps, "list the containers of this runtime")
+    add_runtime_option(ps, "list only this runtime's containers", "every runtime that answers")
     ps.add_argument(
-        "--all-runtimes", action="store_true", help="list every installed runtime's containers"
+        "--all-runtimes", action="store_true", help="the default; kept for older scripts"
     )
     add_json_option(ps)
     ps.set_defaults(func=cmd_ps)
@@ -148,7 +150,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    env_vars = _env_file_vars(args.env_file)
+    env_vars = env_file_vars(args.env_file)
     env_vars.update(from_host_env(args.env, "Environment variable"))
     runtime = args.runtime or default_runtime()
     status(f"rayfine: starting {args.image} on {runtime}")
@@ -177,44 +179,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _env_file_vars(files: list[Path]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for path in files:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise errors.ValidationError(
-                f"Cannot read --env-file {str(path)!r}: {exc.strerror}."
-            ) from None
-        pairs = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            try:
-                pairs.append(key_value(line.strip()))
-            except argparse.ArgumentTypeError:
-                raise errors.ValidationError(
-                    f"{path}:{number}: expected NAME=VALUE (value not shown)."
-                ) from None
-        out.update(from_host_env(pairs, f"In {path}, variable"))
-    return out
-
-
 # -- ps -------------------------------------------------------------------------------
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    names = available_runtimes() if args.all_runtimes else [args.runtime or default_runtime()]
+    names = [args.runtime] if args.runtime else available_runtimes()
     records: list[ContainerRecord] = []
-    failures = 0
+    answered: list[str] = []
+    silent: list[str] = []
     for name in names:
         try:
             records += get_runtime(name).list_containers(reaper.owned_by(name))
         except errors.RayfineError as exc:
-            if not args.all_runtimes:
+            if args.runtime:
                 raise
-            failures += 1
-            status(f"rayfine: warning: skipping runtime {name}: {str(exc).splitlines()[0]}")
+            silent.append(f"{name} ({str(exc).splitlines()[0]})")
+            continue
+        answered.append(name)
+    if silent and (args.verbose or not answered):
+        status(f"rayfine: not listed: {'; '.join(silent)}")
+    if not answered:
+        return 1
     rows = [_ps_row(r) for r in sorted(records, key=lambda r: (r.runtime, -(r.created or 0)))]
     if args.json:
         print_json(rows)
@@ -236,8 +221,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
             ],
         )
     else:
-        status(f"rayfine: no Rayfine containers on {', '.join(names) or 'any runtime'}")
-    return 1 if failures and failures == len(names) else 0
+        status(f"rayfine: no Rayfine containers on {', '.join(answered)}")
+    return 0
 
 
 def _ps_row(record: ContainerRecord) -> dict[str, Any]:

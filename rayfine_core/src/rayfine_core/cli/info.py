@@ -6,12 +6,13 @@ import argparse
 import os
 import platform
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
 from .. import __version__, errors
-from ..plugins.manager import get_manager, get_runtime
 from ..build.builder import base_image
 from ..environment.statefiles import list_detached, state_dir
+from ..plugins.manager import get_manager, get_runtime
 from ._util import RAW, add_json_option, print_json, print_table
 
 
@@ -161,13 +162,7 @@ def _runtime_checks(name: str, entry: Any) -> dict[str, Any]:
         checks.append(_check("base image", True, f"{image} is present"))
     except errors.ImageNotFoundError:
         checks.append(
-            _check(
-                "base image",
-                False,
-                f"{image} is not in {name}",
-                f"pull it ({_pull_hint(name, image)}), build one offline with scripts/make-base-image.sh,"
-                " or set RAYFINE_BASE_IMAGE to an image this engine has",
-            )
+            _check("base image", False, f"{image} is not in {name}", base_image_fix(name, image))
         )
     except errors.RayfineError as exc:
         checks.append(
@@ -175,6 +170,24 @@ def _runtime_checks(name: str, entry: Any) -> dict[str, Any]:
         )
     result["usable"] = all(c["ok"] for c in checks)
     return result
+
+
+def base_image_fix(runtime: str, image: str) -> str:
+    """What to do about a missing base image, naming only commands and files that exist here."""
+    fixes = [f"pull it ({_pull_hint(runtime, image)})"]
+    script = repo_script("make-base-image.sh")
+    if script is not None:
+        fixes.append(f"build one offline with `bash {script}`")
+    listing = f"`{runtime} images` lists them" if runtime in ("docker", "podman") else "its images"
+    fixes.append(f"or set RAYFINE_BASE_IMAGE to an image this engine has ({listing})")
+    return ", ".join(fixes)
+
+
+def repo_script(name: str) -> Optional[Path]:
+    """A script of the Rayfine source tree, when running from a checkout (an installed wheel
+    has none: its fix lines must not name one)."""
+    path = Path(__file__).resolve().parents[4] / "scripts" / name
+    return path if path.is_file() else None
 
 
 def _pull_hint(runtime: str, image: str) -> str:

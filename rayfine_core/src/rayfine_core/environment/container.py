@@ -111,7 +111,9 @@ def plan(
         isolation=options.isolation,
         options=dict(options.runtime_options),
         start_timeout=options.start_timeout,
+        mounts=options.mounts(),
     )
+    options.check_dev(env_type, runtime.name, caps.mounts)
     container = Container(request, env_type)
     if options.max_sessions is not None:
         request.env["RAYFINE_MAX_SESSIONS"] = str(options.max_sessions)
@@ -119,6 +121,7 @@ def plan(
         request.env["RAYFINE_SESSION_IDLE_TIMEOUT"] = str(options.session_idle_timeout)
     if served:
         container.token = request.token = secrets.token_urlsafe(32)
+        request.env.update(options.server_env())
     if options.isolation != "container" or options.egress is not None:
         request.network = "none"  # gVisor has no network device; egress is the only way out
     if caps.unix_socket and served:

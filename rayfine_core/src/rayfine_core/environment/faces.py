@@ -6,19 +6,52 @@ flow, :class:`Environment` with :func:`~.steps.run` (in the calling thread),
 ``env.evaluate(task_type="sat")`` calls the method ``evaluate`` in the
 container; ``timeout=`` is reserved on every method (it is not forwarded):
 use ``call_method`` to pass an argument literally named ``timeout``.
+
+An env method named like an attribute of the face (``name``, ``cleanup``,
+...) is hidden by it: loading warns (:class:`HiddenMethodWarning`), and
+``env.methods.<name>(...)`` calls any method whatever its name.
+
+A face that nobody holds any more (a notebook cell run again rebinds
+``env``) stops its container, unless it was detached or attached: the
+registry holds the environment's life, never its face, so the exit hook
+still stops what is left.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
+import warnings
+import weakref
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping, Optional, Sequence
+from typing import (
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Literal,
+    Mapping,
+    Optional,
+    Sequence,
+    Union,
+    overload,
+)
 
 from ..egress.stats import EgressStats
+from ..errors import RayfineError, UnknownEnvironmentError
 from ..runtime.types import ContainerHandle, EnvType
 from ..transport.protocol import MethodInfo
-from . import sessions, steps
+from . import registry, sessions, steps
 from .life import Life, State
 from .sessions import OpeningSession, Session
+
+log = logging.getLogger("rayfine")
+
+
+class HiddenMethodWarning(UserWarning):
+    """An env method has the name of an Environment attribute; call it as ``env.methods.NAME()``."""
 
 
 class _Face:
@@ -27,6 +60,13 @@ class _Face:
     def __init__(self, life: Life) -> None:
         self._life = life
         life.face = self
+        finalizer = weakref.finalize(self, _collected, life)
+        finalizer.atexit = False  # at exit the registry stops everything, in order
+
+    @property
+    def methods(self) -> Methods:
+        """Every env method by name, hidden or not: ``env.methods.name(...)``."""
+        return Methods(self)
 
     @property
     def id(self) -> str:
@@ -72,6 +112,10 @@ class _Face:
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name.startswith("_"):
             raise AttributeError(name)
+        return self._remote(name)
+
+    def _remote(self, name: str) -> Callable[..., Any]:
+        """A callable running env method ``name`` (blocking or a coroutine, as the face is)."""
         call = self.call_method
 
         def remote_method(*args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
@@ -131,8 +175,20 @@ class Environment(_Face):
         """True if the container runs and its server answers its health check."""
         return steps.run(self._life.is_ready())
 
-    def logs(self, tail: int = 100) -> str:
-        """The container's last ``tail`` lines of output."""
+    @overload
+    def logs(self, tail: int = 100, follow: Literal[False] = False) -> str: ...
+
+    @overload
+    def logs(self, tail: int = 100, *, follow: Literal[True]) -> Iterator[str]: ...
+
+    def logs(self, tail: int = 100, follow: bool = False) -> Union[str, Iterator[str]]:
+        """The container's last ``tail`` lines of output (``print`` and ``logging`` of env.py).
+
+        With ``follow=True``: an iterator of those lines and then of each new one
+        (without their newline), until the container stops.
+        """
+        if follow:
+            return _follow(self._life, tail)
         return self._life.logs(tail)
 
     def session(
@@ -193,9 +249,23 @@ class AsyncEnvironment(_Face):
         """True if the container runs and its server answers its health check."""
         return await steps.arun(self._life.is_ready())
 
-    async def logs(self, tail: int = 100) -> str:
-        """The container's last ``tail`` lines of output."""
-        return await steps.in_thread(lambda: self._life.logs(tail))
+    @overload
+    def logs(self, tail: int = 100, follow: Literal[False] = False) -> Awaitable[str]: ...
+
+    @overload
+    def logs(self, tail: int = 100, *, follow: Literal[True]) -> AsyncIterator[str]: ...
+
+    def logs(
+        self, tail: int = 100, follow: bool = False
+    ) -> Union[Awaitable[str], AsyncIterator[str]]:
+        """``await env.logs()``: the container's last ``tail`` lines of output.
+
+        ``async for line in env.logs(follow=True)``: those lines, then each new one
+        (without their newline), until the container stops.
+        """
+        if follow:
+            return _afollow(self._life, tail)
+        return steps.in_thread(lambda: self._life.logs(tail))
 
     def session(
         self,
@@ -220,3 +290,122 @@ class AsyncEnvironment(_Face):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.cleanup()
+
+
+class Methods:
+    """The env methods of one environment as attributes, whatever their names.
+
+    ``env.methods.name()`` calls the env method ``name`` even though ``env.name`` is
+    the container's name; ``dir(env.methods)`` lists them all.
+    """
+
+    def __init__(self, face: _Face) -> None:
+        self._face = face
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._face._remote(name)
+
+    def __dir__(self) -> list[str]:
+        return self._face._life.catalogue.names()
+
+    def __repr__(self) -> str:
+        return f"<methods of {self._face!r}: {', '.join(self.__dir__()) or 'none listed'}>"
+
+
+def hidden_methods(face: _Face) -> list[str]:
+    """The env methods an attribute of the face hides (``env.name`` is not the method)."""
+    attributes = {name for name in dir(type(face)) if not name.startswith("_")}
+    return sorted(attributes & set(face._life.catalogue.names()))
+
+
+def warn_hidden_methods(face: _Face, stacklevel: int = 2) -> None:
+    """One :class:`HiddenMethodWarning` naming every hidden env method, if there is any."""
+    hidden = hidden_methods(face)
+    if not hidden:
+        return
+    first = hidden[0]
+    warnings.warn(
+        f"env methods {', '.join(hidden)} of {face.image} have the names of {type(face).__name__}"
+        f" attributes, which win: env.{first} is not the method. Call them as"
+        f" env.methods.{first}(...) (or env.call_method({first!r}, args, kwargs)), or rename"
+        " them in env.py.",
+        HiddenMethodWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
+def _collected(life: Life) -> None:
+    """The face of ``life`` was garbage-collected: stop its container if this process owns it.
+
+    Detached and attached environments are not in the registry: they outlive
+    their faces.  The stop runs in a worker thread: a collection may happen
+    anywhere, even on an event loop.
+    """
+    try:
+        owned = registry.get(life.env_id) is life
+    except UnknownEnvironmentError:
+        owned = False
+    if not owned or life.state in (State.STOPPING, State.CLOSED):
+        return
+    log.info("rayfine: environment %s is no longer referenced; stopping it", life.env_id)
+    steps.engine_pool().submit(_stop_quietly, life)
+
+
+def _stop_quietly(life: Life) -> None:
+    try:
+        life.stop_blocking("collected")
+    except RayfineError as exc:  # still registered: the exit hook tries again
+        log.warning("rayfine: could not stop %s: %s", life.env_id, exc)
+
+
+def _follow(life: Life, tail: int) -> Iterator[str]:
+    for line in life.runtime.follow_logs(life.handle.id, tail):
+        yield line.rstrip("\n")
+
+
+async def _afollow(life: Life, tail: int) -> AsyncIterator[str]:
+    """:func:`_follow` on an event loop: a reader thread feeds a queue.
+
+    The thread ends with the container's output, or at the next line after the
+    iterator is closed (a blocked read of the engine's stream cannot be interrupted).
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Optional[str], Optional[BaseException]]] = asyncio.Queue(1000)
+    closed = threading.Event()
+    handle = life.handle
+
+    def put(item: tuple[str, Optional[str], Optional[BaseException]]) -> None:
+        if closed.is_set():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+        except RuntimeError:  # the event loop is gone: nobody reads any more
+            closed.set()
+
+    def read() -> None:
+        try:
+            for line in life.runtime.follow_logs(handle.id, tail):
+                if closed.is_set():
+                    return
+                put(("line", line.rstrip("\n"), None))
+        except BaseException as exc:  # handed to the consumer
+            put(("error", None, exc))
+        else:
+            put(("end", None, None))
+
+    threading.Thread(target=read, name="rayfine-follow-logs", daemon=True).start()
+    try:
+        while True:
+            kind, line, error = await queue.get()
+            if kind == "line":
+                assert line is not None
+                yield line
+            elif kind == "error":
+                assert error is not None
+                raise error
+            else:
+                return
+    finally:
+        closed.set()

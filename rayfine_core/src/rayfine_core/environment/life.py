@@ -30,6 +30,7 @@ import enum
 import logging
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -93,8 +94,7 @@ class Life:
         self.runtime = runtime
         self.env_id = env_id or containers.new_env_id()
         self.name = options.container_name or containers.container_name(options.image, self.env_id)
-        self.face: object = None
-        """The Environment or AsyncEnvironment made around this life (set by it)."""
+        self._face: Optional[weakref.ref[Any]] = None
         self._state = State.NEW
         # Guards state changes; never held across a step.  Re-entrant: a signal handler
         # (stop_all) may run in a thread that holds it.
@@ -109,6 +109,16 @@ class Life:
         self._paused_since: Optional[float] = None
 
     # -- what the faces show ------------------------------------------------------------
+    @property
+    def face(self) -> object:
+        """The Environment or AsyncEnvironment made around this life (set by it).  Held weakly:
+        the registry keeps lives, and a face nobody holds must be collectable (it then stops)."""
+        return None if self._face is None else self._face()
+
+    @face.setter
+    def face(self, value: object) -> None:
+        self._face = weakref.ref(value)
+
     @property
     def state(self) -> State:
         return self._state
@@ -275,7 +285,13 @@ class Life:
                 f"timeout must be a positive number of seconds, got {timeout!r}."
             )
         container = yield from self._serving(method)
-        info = self._catalogue.check(self.env_type, method, args, kwargs)
+        try:
+            info = self._catalogue.check(self.env_type, method, args, kwargs)
+        except (errors.MethodNotFoundError, errors.InvalidArgumentsError):
+            if self.options.dev is None:
+                raise
+            yield from self._load_methods(container)  # dev mode: the code may have changed
+            info = self._catalogue.check(self.env_type, method, args, kwargs)
         assert self._dialect is not None
         request = self._dialect.request(info, method, args, kwargs, timeout, session)
         call = CallInfo(self.env_id, container.handle, method, args, kwargs, timeout, session)

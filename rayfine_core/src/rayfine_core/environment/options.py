@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
 
 from ..egress.isolation import check_isolation, validate_gvisor_options
 from ..egress.policy import EgressPolicy
 from ..errors import ValidationError
-from ..runtime.types import SERVER_USER, EnvType, Limits, check_reference
+from ..runtime.types import SERVER_USER, EnvType, Limits, Mount, check_reference
 
 MODES = ("local", "remote")
 REMOTE_URL = "RAYFINE_REMOTE_URL"
@@ -31,6 +32,8 @@ _RESERVED_ENV = (
     "RAYFINE_PORT",
     "RAYFINE_INSECURE_NO_TOKEN",
 )
+DEV_MOUNT = "/app"
+"""Where dev mode mounts the environment directory (the server's ``RAYFINE_ENV_DIR``)."""
 
 
 @dataclass
@@ -66,6 +69,10 @@ class EnvOptions:
     """mode="remote": the gateway (default ``RAYFINE_REMOTE_URL``)."""
     token: Optional[str] = field(default=None, repr=False)
     """mode="remote": this client's token (default ``RAYFINE_REMOTE_TOKEN``)."""
+    eager: bool = False
+    """Construct the Actor at start (``RAYFINE_EAGER=1``): a broken Actor fails the start."""
+    dev: Optional[Union[str, os.PathLike[str]]] = None
+    """Dev mode: this host directory is mounted read-only over ``/app`` and reloaded on change."""
 
     def __post_init__(self) -> None:
         check_reference(self.image)
@@ -134,6 +141,54 @@ class EnvOptions:
                     "egress=[...] needs the Unix-socket transport (the container has no network"
                     " device to publish a port on); drop transport='tcp' / http_port."
                 )
+        if not isinstance(self.eager, bool):
+            raise ValidationError(f"eager must be True or False, got {self.eager!r}.")
+        if self.dev is not None:
+            self.dev = check_dev_dir(self.dev)
+
+    def mounts(self) -> tuple[Mount, ...]:
+        """Host directories the container gets: the env directory in dev mode."""
+        return () if self.dev is None else (Mount(Path(self.dev), DEV_MOUNT, read_only=True),)
+
+    def check_dev(self, env_type: EnvType, runtime: str, mounts: bool) -> None:
+        """Refuse dev mode where it cannot work: http-based images, runtimes without mounts."""
+        if self.dev is None:
+            return
+        if env_type is not EnvType.FUNCTION_BASED:
+            raise ValidationError(
+                "dev= runs function-based environments (Rayfine's server reloads env.py); an"
+                " http-based app serves itself: rebuild it, or run it with its own reloader."
+            )
+        if not mounts:
+            raise ValidationError(
+                f"Runtime {runtime!r} cannot mount host directories (Capabilities.mounts), which"
+                " dev= needs; use docker, podman or process."
+            )
+
+    def server_env(self) -> dict[str, str]:
+        """Variables for the injected server that these options ask for (PROTOCOL.md)."""
+        env = {"RAYFINE_EAGER": "1"} if self.eager else {}
+        if self.dev is not None:
+            env["RAYFINE_RELOAD"] = "1"
+            # No __pycache__ written into the user's directory: a .pyc records its source's
+            # mtime in whole seconds, so a same-size edit within a second would load stale code.
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
+        return env
+
+
+def check_dev_dir(path: Union[str, os.PathLike[str]]) -> Path:
+    """An environment directory for dev mode: absolute, existing, with an env.py."""
+    try:
+        resolved = Path(path).expanduser().resolve()
+    except (TypeError, OSError) as exc:
+        raise ValidationError(
+            f"dev= must be an environment directory, got {path!r}: {exc}"
+        ) from None
+    if not (resolved / "env.py").is_file():
+        raise ValidationError(
+            f"dev={str(path)!r} is not an environment directory (no env.py in {resolved})."
+        )
+    return resolved
 
 
 def _check_remote(options: EnvOptions) -> None:

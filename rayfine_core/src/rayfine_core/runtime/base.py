@@ -64,6 +64,7 @@ class Capabilities:
         owner's pid applies.
     :param death_grace: seconds the engine may take to report a container that died
         (a cluster's node status lags; a local engine knows at once).
+    :param mounts: honours ``StartRequest.mounts`` (host directories, read-only).
     :param engine_url_option: name of the factory keyword that points the
         runtime at an engine address (the conformance suite points it at a
         dead one); None if there is none.
@@ -84,6 +85,7 @@ class Capabilities:
     isolation: frozenset[str] = frozenset({"container"})
     local_host: bool = True
     death_grace: float = 3.0
+    mounts: bool = False
     engine_url_option: Optional[str] = None
 
 

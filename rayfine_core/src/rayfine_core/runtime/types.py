@@ -173,6 +173,20 @@ class Limits:
     """Maximum number of processes/threads."""
 
 
+@dataclass(frozen=True)
+class Mount:
+    """A host directory to show inside the container (``StartRequest.mounts``).
+
+    :param source: absolute path of a directory on this host.
+    :param target: absolute path inside the container (it hides what the image has there).
+    :param read_only: the container cannot write to it (the only kind Rayfine asks for today).
+    """
+
+    source: Path
+    target: str
+    read_only: bool = True
+
+
 @dataclass
 class StartRequest:
     """One container to start, handed to :meth:`Runtime.start`.
@@ -201,6 +215,8 @@ class StartRequest:
         (e.g. Kubernetes ``namespace``, ``node_selector``, ``tolerations``).
     :param start_timeout: how long the caller waits for the server to answer; a runtime
         that waits itself (scheduling, pulling) stays within it.
+    :param mounts: host directories to mount (runtimes with the ``mounts``
+        capability); dev mode mounts the environment directory read-only at ``/app``.
     """
 
     image: str
@@ -219,6 +235,7 @@ class StartRequest:
     isolation: str = "container"
     options: dict[str, Any] = field(default_factory=dict)
     start_timeout: Optional[float] = None
+    mounts: tuple[Mount, ...] = ()
 
     def socket_endpoint(self) -> Optional[Endpoint]:
         """Where the server listens on the host when serving over a Unix socket, else None."""

@@ -72,6 +72,7 @@ class ProcessRuntime(Runtime):
         user=False,
         http_apps=False,
         runs_build_steps=False,
+        mounts=True,
     )
 
     def __init__(self) -> None:
@@ -160,7 +161,7 @@ class ProcessRuntime(Runtime):
             process = subprocess.Popen(
                 command,
                 env=env,
-                cwd=str(_inside(layout.root, layout.workdir)),
+                cwd=self._map(layout.workdir, layout, request),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -190,11 +191,14 @@ class ProcessRuntime(Runtime):
         return env, endpoint
 
     def _map(self, value: str, layout: Layout, request: StartRequest) -> str:
-        """An image path as a host path: ``/run/rayfine`` is the run dir, the rest the image root."""
-        if request.run_dir is not None and (
-            value == RUN_MOUNT or value.startswith(RUN_MOUNT + "/")
-        ):
-            return str(request.run_dir) + value[len(RUN_MOUNT) :]
+        """An image path as a host path: ``/run/rayfine`` is the run dir, a mount's target its
+        source (a mount is not read-only here: the double has no way to enforce it), the rest
+        the image root."""
+        mounted = [(RUN_MOUNT, request.run_dir)] if request.run_dir is not None else []
+        mounted += sorted(((m.target.rstrip("/"), m.source) for m in request.mounts), reverse=True)
+        for target, source in mounted:
+            if value == target or value.startswith(target + "/"):
+                return str(source) + value[len(target) :]
         if value.startswith("/") and _inside(layout.root, value).exists():
             return str(_inside(layout.root, value))
         return value

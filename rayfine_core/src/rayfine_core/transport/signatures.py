@@ -1,7 +1,11 @@
 """Check call arguments against a remote method's signature, on the client.
 
 A mistake in the arguments is reported before any HTTP round trip, naming
-the expected signature.
+the expected signature: a missing or unknown argument (with the closest
+name: ``step(actoin=1)`` says "did you mean 'action'?"), and a value that
+cannot fit the parameter's annotation (``evaluate(answers="12")`` for
+``answers: list[str]``; see :mod:`.annotations` for what is understood).
+The server checks again; this only saves a round trip and names the cause.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import inspect
 from typing import Any, Mapping, Optional, Sequence
 
 from ..errors import InvalidArgumentsError
+from .annotations import describe, parse
 from .protocol import MethodInfo, Param
 
 _NO_DEFAULT = inspect.Parameter.empty
@@ -43,9 +48,11 @@ def check_arguments(
     problem = _unknown_keyword(signature, kwargs)
     if problem is None:
         try:
-            signature.bind(*args, **kwargs)
+            bound = signature.bind(*args, **kwargs)
         except TypeError as exc:
             problem = str(exc)
+        else:
+            problem = _mistyped(info, bound)
     if problem is not None:
         raise InvalidArgumentsError(
             "TypeError", f"{problem}; expected {info.name}{info.signature}", method=info.name
@@ -64,4 +71,28 @@ def _unknown_keyword(signature: inspect.Signature, kwargs: Mapping[str, Any]) ->
             close = difflib.get_close_matches(key, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             return f"got an unexpected keyword argument {key!r}{hint}"
+    return None
+
+
+def _mistyped(info: MethodInfo, bound: inspect.BoundArguments) -> Optional[str]:
+    """The first argument whose value cannot fit its parameter's annotation."""
+    annotations = {p.name: p.annotation for p in info.params if p.annotation}
+    if not annotations:
+        return None
+    for name, value in bound.arguments.items():
+        kind = parse(annotations.get(name))
+        if kind.name == "any":
+            continue
+        param = bound.signature.parameters[name]
+        if value is None and param.default is None:
+            continue  # `x: str = None`, the old spelling of Optional[str]
+        if param.kind is inspect.Parameter.VAR_POSITIONAL:
+            values = list(value)
+        elif param.kind is inspect.Parameter.VAR_KEYWORD:
+            values = list(value.values())
+        else:
+            values = [value]
+        for each in values:
+            if not kind.accepts(each):
+                return f"argument {name!r} must be {annotations[name]}, got {describe(each)}"
     return None
