@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Callable, Generator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generator, Optional, Sequence, TypeVar
 
 from . import errors
 from .api import bind_options, load_env
@@ -33,6 +33,10 @@ from .environment.life import Life
 from .environment.options import EnvOptions
 from .environment.steps import arun, finish
 from .plugins.manager import get_runtime
+from .pool.balance import balancer
+from .pool.faces import AsyncPool, AsyncReplicas, Opening
+from .pool.progress import Bar, ProgressCallback, Tally
+from .pool.settings import REPLICAS, WARM, FleetSettings, default_name
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec
@@ -107,11 +111,20 @@ async def _start(options: EnvOptions) -> AsyncEnvironment:
     return env
 
 
-async def aload_envs(image: str, n: int, **kwargs: Any) -> list[AsyncEnvironment]:
+async def aload_envs(
+    image: str,
+    n: int,
+    *,
+    on_progress: Optional[ProgressCallback] = None,
+    progress: Optional[bool] = None,
+    **kwargs: Any,
+) -> list[AsyncEnvironment]:
     """Start ``n`` environments of ``image`` concurrently (``kwargs`` as for ``load_env``).
 
     All or nothing: if one start fails, the others are stopped (or never
-    started) and the first error is raised.
+    started) and the first error is raised.  ``on_progress`` is called with a
+    :class:`~rayfine_core.pool.Progress` as starts finish; ``progress`` draws
+    a bar on stderr (None: only if it is a terminal).
     """
     if not isinstance(n, int) or n < 0:
         raise errors.ValidationError(f"n must be a non-negative int, got {n!r}.")
@@ -120,12 +133,89 @@ async def aload_envs(image: str, n: int, **kwargs: Any) -> list[AsyncEnvironment
             "container_name names one container; leave it unset to start several."
         )
     loading = [aload_env(image, **kwargs) for _ in range(n)]
-    tasks = [asyncio.ensure_future(each) for each in loading]
+    tally = Tally(image, n, on_progress, Bar.wanted(progress))
+    tasks = [asyncio.ensure_future(tally.follow(each)) for each in loading]
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:
         await _finish_abandon(tasks)
         raise
+    finally:
+        tally.close()
+
+
+def aload_pool(
+    image: str,
+    size: int,
+    *,
+    name: Optional[str] = None,
+    reset: Optional[str] = None,
+    max_uses: Optional[int] = None,
+    max_envs: Optional[int] = None,
+    max_starting: Optional[int] = None,
+    health_interval: float = 10.0,
+    wait: bool = True,
+    timeout: Optional[float] = None,
+    on_progress: Optional[ProgressCallback] = None,
+    progress: Optional[bool] = None,
+    **env_options: Any,
+) -> Opening[AsyncPool]:
+    """:func:`~rayfine_core.load_pool` for asyncio: ``pool = await aload_pool(...)`` or
+    ``async with aload_pool(...) as pool``; acquire with ``async with pool.env() as env``.
+    Arguments are checked at once."""
+    settings = FleetSettings(
+        WARM,
+        name or default_name(image),
+        size,
+        max_starting=max_starting,
+        max_envs=max_envs,
+        health_interval=health_interval,
+        reset=reset,
+        max_uses=max_uses,
+    )
+    opening = AsyncPool.start(
+        bind_options(image, **env_options),
+        settings,
+        wait=wait,
+        timeout=timeout,
+        on_progress=on_progress,
+        progress=progress,
+    )
+    return Opening(opening, AsyncPool.close)
+
+
+def aload_replicas(
+    image: str,
+    replicas: int,
+    *,
+    load_balance: str = "least_busy",
+    name: Optional[str] = None,
+    max_starting: Optional[int] = None,
+    health_interval: float = 5.0,
+    timeout: Optional[float] = None,
+    on_progress: Optional[ProgressCallback] = None,
+    progress: Optional[bool] = None,
+    **env_options: Any,
+) -> Opening[AsyncReplicas]:
+    """:func:`~rayfine_core.load_replicas` for asyncio: ``env = await aload_replicas(...)`` or
+    ``async with aload_replicas(...) as env``; then ``await env.method(...)``."""
+    settings = FleetSettings(
+        REPLICAS,
+        name or default_name(image),
+        replicas,
+        max_starting=max_starting,
+        health_interval=health_interval,
+    )
+    balancer(load_balance)  # a bad name fails here, not when awaited
+    opening = AsyncReplicas.start(
+        bind_options(image, **env_options),
+        settings,
+        load_balance,
+        timeout=timeout,
+        on_progress=on_progress,
+        progress=progress,
+    )
+    return Opening(opening, AsyncReplicas.cleanup)
 
 
 async def _finish_abandon(tasks: Sequence[asyncio.Future[AsyncEnvironment]]) -> None:

@@ -50,7 +50,7 @@ from ..transport.dialects import Dialect, Request, dialect_for, health_verdict
 from ..transport.protocol import MethodInfo
 from ..transport.wire import Response
 from . import container as containers
-from . import registry, rundir, statefiles
+from . import hostlimits, registry, rundir, statefiles
 from .catalogue import Catalogue
 from .container import Container
 from .options import EnvOptions
@@ -146,11 +146,14 @@ class Life:
         started = time.perf_counter()
         container: Optional[Container] = None
         try:
+            yield from hostlimits.admit(self.env_id)  # host-wide start/running slots (may wait)
             container = yield from self._launch()
             yield from self._become_ready(container)
         except BaseException as exc:
             yield from blocking(self._abandon, container, started, exc)
             raise
+        finally:
+            hostlimits.started(self.env_id)
         with self._lock:
             if self._state is State.STARTING:
                 self._state = State.READY
@@ -488,6 +491,7 @@ class Life:
                 return
             self._state = State.CLOSED
         registry.discard(self.env_id)
+        hostlimits.release(self.env_id, reason)
         if self._state_file is not None:
             self._state_file.unlink(missing_ok=True)
         if container is not None and container.handle is not None:
