@@ -15,7 +15,7 @@ import sys
 from typing import Optional, Sequence
 
 from .. import __version__, errors
-from . import build_cmd, calls, containers, info, scaffold
+from . import build_cmd, calls, containers, info, pool_cmd, scaffold
 
 EPILOG = """\
 exit codes:
@@ -34,7 +34,7 @@ environment variables:
 container logs along with errors.
 """
 
-_GROUPS = (scaffold, build_cmd, containers, calls, info)
+_GROUPS = (scaffold, build_cmd, containers, calls, pool_cmd, info)
 _BAD_INPUT = (errors.ValidationError, errors.MethodNotFoundError, errors.InvalidArgumentsError)
 
 

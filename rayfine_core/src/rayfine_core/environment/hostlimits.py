@@ -109,26 +109,28 @@ def _number(variable: str, default: float, minimum: float, whole: bool = False) 
 # -- what this process holds -------------------------------------------------------------------
 
 _lock = threading.RLock()  # re-entrant: a signal handler may stop an environment in its holder
-_files: dict[str, int] = {}
-_held: dict[str, set[int]] = {STARTS: set(), RUNNING: set()}
-_owners: dict[str, dict[str, int]] = {}
-_full_until: dict[str, float] = {STARTS: 0.0, RUNNING: 0.0}
+_files: dict[str, int] = {}  # lock file path -> descriptor, kept open (see the module doc)
+_held: dict[int, set[int]] = {}  # descriptor -> slots this process holds in that file
+_owners: dict[str, dict[str, tuple[int, int]]] = {}  # owner -> kind -> (descriptor, slot)
+_full_until: dict[int, float] = {}  # descriptor -> skip scanning until (monotonic)
 _admitting: set[str] = set()
 _cancelled: set[str] = set()  # released while admit() waited: it must give up
 _exiting = False
 
 
 def _file(kind: str) -> int:
-    """The descriptor of the lock file of ``kind``, opened once and kept (see the module doc)."""
-    fd = _files.get(kind)
+    """The descriptor of the lock file of ``kind`` under the current run root, opened once."""
+    directory = rundir.root() / "limits"
+    path = str(directory / kind)
+    fd = _files.get(path)
     if fd is None:
-        directory = rundir.root() / "limits"
         try:
             os.mkdir(directory, 0o700)
         except FileExistsError:
             pass
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
-        fd = _files[kind] = os.open(directory / kind, flags, 0o600)
+        fd = _files[path] = os.open(path, flags, 0o600)
+        _held[fd], _full_until[fd] = set(), 0.0
     return fd
 
 
@@ -149,29 +151,31 @@ def _try_take(owner: str, kind: str, limit: int) -> bool:
             )
         if kind in _owners.get(owner, {}):
             return True
-        if time.monotonic() < _full_until[kind]:
+        fd = _file(kind)
+        if time.monotonic() < _full_until[fd]:
             return False
-        fd, held = _file(kind), _held[kind]
+        held = _held[fd]
         first = random.randrange(limit)  # spread processes over the slots: fewer collisions
         for index in [*range(first, limit), *range(first)]:
             if index not in held and _lock_byte(fd, index):
                 held.add(index)
-                _owners.setdefault(owner, {})[kind] = index
+                _owners.setdefault(owner, {})[kind] = (fd, index)
                 return True
-        _full_until[kind] = time.monotonic() + FULL_FOR
+        _full_until[fd] = time.monotonic() + FULL_FOR
         return False
 
 
 def _give_back(owner: str, kind: str) -> None:
     with _lock:
-        index = _owners.get(owner, {}).pop(kind, None)
+        taken = _owners.get(owner, {}).pop(kind, None)
         if not _owners.get(owner, True):
             del _owners[owner]
-        if index is None:
+        if taken is None:
             return
-        _held[kind].discard(index)
-        _full_until[kind] = 0.0  # a waiter here may take it at once
-        fcntl.lockf(_files[kind], fcntl.LOCK_UN, 1, index)
+        fd, index = taken
+        _held[fd].discard(index)
+        _full_until[fd] = 0.0  # a waiter here may take it at once
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, index)
 
 
 # -- the three hooks a start goes through --------------------------------------------------------
@@ -297,7 +301,8 @@ def usage() -> list[Usage]:
 def _usage(kind: str, limit: int) -> Usage:
     holders: dict[int, int] = {}
     with _lock:
-        fd, mine = _file(kind), set(_held[kind])
+        fd = _file(kind)
+        mine = set(_held[fd])
         for index in range(limit):
             pid = os.getpid() if index in mine else _holder(fd, index)
             if pid is not None:
@@ -338,9 +343,9 @@ def _after_fork_in_child() -> None:
     """A child holds none of its parent's locks (the kernel does not copy them): forget them."""
     global _lock, _exiting
     _lock = threading.RLock()
-    for kind in _held:
-        _held[kind] = set()
-        _full_until[kind] = 0.0
+    for fd in _held:
+        _held[fd] = set()
+        _full_until[fd] = 0.0
     _owners.clear()
     _admitting.clear()
     _cancelled.clear()

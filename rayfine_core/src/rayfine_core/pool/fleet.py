@@ -317,8 +317,8 @@ class Fleet:
         """Drop members stopped by others; True if idle ones were (the fleet must close)."""
         outside = False
         for member in list(self._members.values()):
-            if member.phase in (Phase.STARTING, Phase.STOPPING, Phase.CHECKING):
-                continue
+            if member.phase in (Phase.STARTING, Phase.STOPPING, Phase.CHECKING, Phase.IN_USE):
+                continue  # the start, the stop, the acquire or the release deals with it
             if member.stopped_outside:
                 outside = outside or member.phase in (Phase.READY, Phase.RESETTING)
                 del self._members[member.env_id]
