@@ -91,6 +91,8 @@ class Fleet:
         self._threads: set[threading.Thread] = set()
         self._listeners: list[ProgressCallback] = [on_progress] if on_progress else []
         self._shown: Optional[tuple[int, ...]] = None
+        self._telling = threading.Lock()
+        self._file_lock = threading.Lock()
         self._written = 0.0
         self._dirty = True
         self._checking = False
@@ -162,8 +164,10 @@ class Fleet:
         self._spawn(self._close_quietly)
 
     def changed(self) -> None:
+        """Wake waiters and the keeper; tell progress listeners.  Never call it holding ``lock``."""
         self._dirty = True
         self.notifier.notify()
+        self._tell()
 
     def failure_error(self, wrap: bool) -> BaseException:
         """What a waiter raises while starts keep failing (call under ``lock``)."""
@@ -258,22 +262,31 @@ class Fleet:
             elapsed=time.monotonic() - self._since,
         )
 
-    def _publish(self) -> None:
-        """Tell listeners what changed; write the status file now and then."""
-        status = self.status()
-        shown = (status.ready, status.starting, status.in_use, status.failed, status.closed)
-        if shown != self._shown:
+    def _tell(self) -> None:
+        """Tell listeners the progress if it changed (one at a time, in order)."""
+        with self._telling:
+            status = self.status()
+            shown = (status.ready, status.starting, status.in_use, status.failed, status.closed)
+            if shown == self._shown:
+                return
             self._shown = shown
-            progress = self.progress(status)
             with self.lock:
                 listeners = list(self._listeners)
+            progress = self.progress(status)
             for listener in listeners:
                 tell(listener, progress)
+
+    def _publish(self) -> None:
+        """Write the status file, at most every :data:`WRITE_EVERY` seconds."""
         now = time.monotonic()
-        if self._dirty and now - self._written >= WRITE_EVERY and not self._closing:
+        if not self._dirty or now - self._written < WRITE_EVERY:
+            return
+        with self._file_lock:  # close() removes the file under it: never written back after
+            if self._closing:
+                return
             self._dirty, self._written = False, now
             try:
-                statusfile.write(status)
+                statusfile.write(self.status())
             except (OSError, errors.ValidationError) as exc:
                 log.debug("rayfine: pool %s: status file not written: %s", self.name, exc)
 
@@ -304,6 +317,7 @@ class Fleet:
                     self._spawn(self._reset, member)
                 if checks:
                     self._spawn(self._check, checks)
+                self._tell()
                 self._publish()
             except Exception:  # a keeper that dies leaves the pool unattended: log, go on
                 log.exception("rayfine: pool %s: keeper error", self.name)
@@ -514,7 +528,8 @@ class Fleet:
                 self._closed = not failed
             if self._closed:
                 _untrack(self)
-                statusfile.remove(self.name)
+                with self._file_lock:
+                    statusfile.remove(self.name)
             self.changed()
         if failed:
             raise failed[0]

@@ -107,6 +107,7 @@ class Lender:
         """
         fleet = self.fleet
         env_id = getattr(env, "id", None)
+        forget = False
         with fleet.lock:
             member = fleet.member(env_id) if isinstance(env_id, str) else None
             if member is None or member.face is not env:
@@ -121,15 +122,17 @@ class Lender:
                     f"Environment {member.env_id} of pool {fleet.name} is {member.phase.value},"
                     " not in use: it was released already."
                 )
-            if member.stopped_outside:  # its user called cleanup(): nothing left to stop
-                fleet.forget(member)
-                return
             settings = fleet.settings
-            if settings.reset is not None and (
+            if member.stopped_outside:  # its user called cleanup(): nothing left to stop
+                forget = True
+            elif settings.reset is not None and (
                 settings.max_uses is None or member.uses < settings.max_uses
             ):
                 member.phase = Phase.RESETTING
             else:
                 member.phase = Phase.RETIRING
                 member.retired_at = time.monotonic()
-        fleet.changed()
+        if forget:
+            fleet.forget(member)
+        else:
+            fleet.changed()
