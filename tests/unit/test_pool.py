@@ -376,3 +376,20 @@ def test_a_cancelled_fill_leaves_nothing(kitchen):
 
     asyncio.run(main())
     assert containers_of("unit-cf") == [] and rf.list_active_environments() == []
+
+
+def test_the_pool_package_sits_between_the_api_and_environment():
+    """Nothing below ``pool`` imports it; ``pool`` imports nothing above it."""
+    import re
+    from pathlib import Path
+
+    root = Path(rf.__file__).parent
+    below = ["environment", "transport", "runtime", "plugins", "build"]
+    for package in below:
+        for path in (root / package).rglob("*.py"):
+            assert not re.search(
+                r"^\s*from\s+\.\.?pool\b|rayfine_core\.pool", path.read_text(), re.M
+            ), path
+    for path in (root / "pool").rglob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"^\s*from\s+\.\.(api|aio|cli)\b", text, re.M), path

@@ -330,11 +330,11 @@ class Fleet:
     def _sweep(self) -> bool:
         """Drop members stopped by others; True if idle ones were (the fleet must close)."""
         outside = False
-        for member in list(self._members.values()):
-            if member.phase in (Phase.STARTING, Phase.STOPPING, Phase.CHECKING, Phase.IN_USE):
-                continue  # the start, the stop, the acquire or the release deals with it
-            if member.stopped_outside:
-                outside = outside or member.phase in (Phase.READY, Phase.RESETTING)
+        for member in self.members(Phase.READY, Phase.RESETTING):
+            # Others are the start's, the acquirer's, the user's, or ours to stop (a stop
+            # that failed leaves the environment "stopping"; the keeper tries it again).
+            if member.stopped_outside and not member.resetting:
+                outside = True
                 del self._members[member.env_id]
         return outside
 
@@ -393,6 +393,8 @@ class Fleet:
         def run() -> None:
             try:
                 work(*args)
+            except Exception:  # each piece handles what it expects; this is a bug: keep going
+                log.exception("rayfine: pool %s: %s failed", self.name, work.__name__)
             finally:
                 with self.lock:
                     self._threads.discard(threading.current_thread())
@@ -500,7 +502,8 @@ class Fleet:
         """The engine says its container is gone (unknown, e.g. engine down: not dead)."""
         try:
             state = self.runtime.health(member.life.handle.id)
-        except errors.RayfineError:
+        except Exception as exc:  # a runtime's own error too: a check must not end the checks
+            log.debug("rayfine: pool %s: health of %s unknown: %s", self.name, member.env_id, exc)
             return False
         return not state.running
 
