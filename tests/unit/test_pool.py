@@ -143,13 +143,29 @@ def test_reset_reuses_until_max_uses(kitchen):
         assert wait_until(lambda: first.closed)
 
 
-def test_a_failing_reset_retires_the_environment(kitchen):
-    with rf.load_pool(kitchen, 1, runtime="process", reset="fail") as pool:
-        with pool.env(timeout=30) as first:
-            pass
-        with pool.env(timeout=30) as second:
-            assert second.id != first.id
-        assert wait_until(lambda: first.closed)
+def test_reset_runs_before_the_first_hand_out_too(kitchen):
+    resets: list[str] = []
+
+    @rf.hookimpl(wrapper=True)
+    def rayfine_call(call):
+        if call.method == "counter":
+            resets.append(call.env_id)
+        return (yield)
+
+    plugin = register(types.SimpleNamespace(rayfine_call=rayfine_call), name="resets")
+    try:
+        with rf.load_pool(kitchen, 1, runtime="process", reset="counter") as pool:
+            with pool.env(timeout=30) as env:
+                assert resets == [env.id]  # reset (and Actor.__init__) ran before the hand-out
+    finally:
+        unregister(plugin)
+    started = time.monotonic()
+    with pytest.raises(errors.MethodNotFoundError):  # a retry cannot help: at once
+        rf.load_pool(kitchen, 1, runtime="process", reset="nope")
+    assert time.monotonic() - started < 20
+    with pytest.raises(errors.RemoteException, match="boom"):  # fails every time: backs off, then
+        rf.load_pool(kitchen, 1, runtime="process", reset="fail")
+    assert rf.list_active_environments() == []
 
 
 # -- deaths ---------------------------------------------------------------------------------------

@@ -200,7 +200,9 @@ def load_pool(
     ``pool.acquire()`` / ``with pool.env() as env`` gives a ready environment
     at once (checked to answer) and the pool starts its replacement; on
     release it is stopped (a fresh environment per episode), or with
-    ``reset`` reused after ``env.<reset>()`` succeeds.  Dead environments are
+    ``reset`` reused after ``env.<reset>()`` succeeds.  ``reset`` also runs
+    on every fresh environment before its first hand-out, so its
+    ``Actor.__init__`` (and the reset) are paid in the background.  Dead environments are
     replaced; failed starts back off exponentially.  ``pool.status()`` and
     ``rayfine pool status`` show its state; ``pool.close()`` (or ``with``)
     stops everything, as do exit and SIGTERM/SIGHUP/SIGINT.
@@ -208,7 +210,8 @@ def load_pool(
     :param size: idle ready environments to keep (>= 1).
     :param name: the pool's name (its containers' ``rayfine.pool`` label);
         default ``<image name>-<6 hex>``.
-    :param reset: reuse released environments after calling this method.
+    :param reset: a method (no arguments) run before every hand-out; released
+        environments are then reused instead of replaced.
     :param max_uses: with ``reset``: hand one environment out at most this often.
     :param max_envs: most environments held at once, idle + starting + in use.
     :param max_starting: starts run at once (default ``RAYFINE_HOST_MAX_STARTS``).

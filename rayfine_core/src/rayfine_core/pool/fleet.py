@@ -58,6 +58,10 @@ WRITE_EVERY = 0.5
 STOP_WIDTH = 16
 """Environments stopped at once when a fleet closes."""
 JOIN_LIMIT = 30.0
+QUIET, QUIET_LIMIT = 0.05, 0.25
+"""After a hand-out, starts and stops wait until hand-outs have paused this long (at most the
+limit) while the pool still has idle environments: a burst of acquires gets its first
+results before container starts compete with it for the CPU."""
 
 
 class Fleet:
@@ -97,6 +101,8 @@ class Fleet:
         self._dirty = True
         self._checking = False
         self._next_check = 0.0
+        self._burst_since = 0.0
+        self._handed_out = 0.0
         self._keeper = threading.Thread(
             target=self._keep, name=f"rayfine-pool-{settings.name}", daemon=True
         )
@@ -142,6 +148,20 @@ class Fleet:
             member.phase = Phase.RETIRING
             member.retired_at = time.monotonic()
         self.changed()
+
+    def handed_out(self) -> None:
+        """An environment was just handed out (see :data:`QUIET`)."""
+        with self.lock:
+            now = time.monotonic()
+            if now - self._handed_out >= QUIET:
+                self._burst_since = now
+            self._handed_out = now
+
+    def _quiet_at(self, now: float) -> float:
+        """When engine work may begin: now, or once the current burst of hand-outs pauses."""
+        if now - self._handed_out >= QUIET or not self.members(Phase.READY):
+            return now
+        return min(self._handed_out + QUIET, self._burst_since + QUIET_LIMIT)
 
     def forget(self, member: Member) -> None:
         """Drop ``member`` whose environment was stopped by its user."""
@@ -301,11 +321,15 @@ class Fleet:
                     seen = self.notifier.version
                     now = time.monotonic()
                     outside = self._sweep()
-                    starts = [] if outside else self._plan_starts(now)
-                    stops = self._plan_stops(now)
+                    quiet_at = self._quiet_at(now)
+                    hold = outside or quiet_at > now
+                    starts = [] if hold else self._plan_starts(now)
+                    stops = [] if hold else self._plan_stops(now)
                     resets = self._plan_resets()
                     checks = self._plan_checks(now)
                     pause = self._next_wake(now)
+                    if quiet_at > now:
+                        pause = min(pause, quiet_at - now)
                 if outside:
                     self.stopped_outside()
                     return
@@ -439,10 +463,13 @@ class Fleet:
         else:
             with self.lock:
                 if member.phase is Phase.STARTING and not self._closing:
-                    member.phase = Phase.READY
-                    member.checked = time.monotonic()
-                    self.failures.success()
                     self._started += 1
+                    if self.settings.reset is not None:  # reset before the first hand-out too
+                        member.phase = Phase.RESETTING
+                    else:
+                        member.phase = Phase.READY
+                        member.checked = time.monotonic()
+                        self.failures.success()
         self.changed()
 
     def _stop(self, member: Member) -> None:
@@ -464,10 +491,14 @@ class Fleet:
     def _reset(self, member: Member) -> None:
         method = self.settings.reset
         assert method is not None
+        fresh = member.uses == 0  # its first reset completes its start
         try:
             steps.run(member.life.call(method, (), {}, self.settings.reset_timeout or None))
         except Exception as exc:
-            member.resetting = False
+            with self.lock:
+                member.resetting = False
+                if fresh and not self._closing:  # counted as a failed start: backs off
+                    self.failures.record(exc, time.monotonic())
             self.retire(member, f"its {method}() failed: {type(exc).__name__}: {exc}")
             return
         with self.lock:
@@ -475,6 +506,8 @@ class Fleet:
             if member.phase is Phase.RESETTING:
                 member.phase = Phase.READY
                 member.checked = time.monotonic()
+                if fresh:
+                    self.failures.success()
         self.changed()
 
     def _check(self, due: list[Member]) -> None:

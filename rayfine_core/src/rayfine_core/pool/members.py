@@ -20,6 +20,8 @@ PERMANENT = (
     errors.EnvLoadError,
     errors.ValidationError,
     errors.PluginError,
+    errors.MethodNotFoundError,  # a reset= method the environment does not have
+    errors.InvalidArgumentsError,
 )
 """Start failures that a retry will not cure: waiters get them at once."""
 

@@ -38,7 +38,8 @@ class FleetSettings:
     health_interval: float = 10.0
     """Seconds between liveness checks of an idle environment (0: none in the background)."""
     reset: Optional[str] = None
-    """Warm pools: a method called on release; the environment is reused if it succeeds."""
+    """Warm pools: a method called before every hand-out, on fresh environments too; released
+    environments are reused if it succeeds."""
     reset_timeout: float = 60.0
     max_uses: Optional[int] = None
     """Warm pools with ``reset``: hand an environment out at most this many times."""

@@ -95,7 +95,9 @@ class Lender:
                 member.checked = time.monotonic()
             else:
                 answered = False
-        fleet.changed()  # the keeper starts the replacement now
+        if answered:
+            fleet.handed_out()
+        fleet.changed()  # the keeper starts the replacement (once the burst pauses)
         if not answered:
             fleet.retire(member, "it did not answer its liveness check before hand-out")
         return answered
