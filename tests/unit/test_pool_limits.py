@@ -263,3 +263,59 @@ def test_a_process_stopping_for_exit_admits_no_more_starts(kitchen):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "refused: This process is exiting" in out.stdout, out.stderr
+
+
+COMPETITOR = """
+import os, sys, time, types
+import rayfine_core as rf
+from rayfine_core.testing.process_runtime import ProcessRuntime
+
+LOG = os.environ["STARTS_LOG"]
+
+def note(what):
+    fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.write(fd, f"{what} {time.monotonic()}\\n".encode())  # one append: never interleaved
+    os.close(fd)
+
+class Logged(ProcessRuntime):
+    name = "logged"
+    def start(self, request):
+        note("begin")
+        try:
+            time.sleep(0.3)  # a busy engine
+            return super().start(request)
+        finally:
+            note("end")
+
+@rf.hookimpl
+def rayfine_runtimes():
+    yield rf.RuntimeSpec(name="logged", factory=Logged)
+
+from rayfine_core.plugins import register
+register(types.SimpleNamespace(rayfine_runtimes=rayfine_runtimes), name="logged")
+with rf.load_pool(sys.argv[1], 3, runtime="logged", max_starting=3) as pool:
+    print(pool.status().ready, flush=True)
+"""
+
+
+def test_processes_competing_for_start_slots_never_exceed_the_cap(kitchen, tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYFINE_HOST_MAX_STARTS", "2")
+    log = tmp_path / "starts.log"
+    env = {**os.environ, "STARTS_LOG": str(log)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", COMPETITOR, kitchen], stdout=subprocess.PIPE, text=True, env=env
+        )
+        for _ in range(3)
+    ]
+    outputs = [proc.communicate(timeout=120)[0].strip() for proc in procs]
+    assert outputs == ["3", "3", "3"]
+    events = sorted(
+        (float(t), 1 if kind == "begin" else -1)
+        for kind, t in (line.split() for line in log.read_text().splitlines())
+    )
+    in_flight = most = 0
+    for _, step in events:
+        in_flight += step
+        most = max(most, in_flight)
+    assert len(events) == 18 and most == 2  # 9 starts, never more than 2 engine calls at once

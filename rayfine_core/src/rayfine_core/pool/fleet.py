@@ -60,8 +60,8 @@ STOP_WIDTH = 16
 JOIN_LIMIT = 30.0
 QUIET, QUIET_LIMIT = 0.05, 0.25
 """After a hand-out, starts and stops wait until hand-outs have paused this long (at most the
-limit) while the pool still has idle environments: a burst of acquires gets its first
-results before container starts compete with it for the CPU."""
+limit) unless someone waits for an environment: a burst of acquires gets its first results
+before container starts and stops compete with it for the CPU."""
 
 
 class Fleet:
@@ -103,6 +103,8 @@ class Fleet:
         self._next_check = 0.0
         self._burst_since = 0.0
         self._handed_out = 0.0
+        self.waiting = 0
+        """Callers waiting for an environment (under ``lock``): starts then never wait."""
         self._keeper = threading.Thread(
             target=self._keep, name=f"rayfine-pool-{settings.name}", daemon=True
         )
@@ -159,7 +161,7 @@ class Fleet:
 
     def _quiet_at(self, now: float) -> float:
         """When engine work may begin: now, or once the current burst of hand-outs pauses."""
-        if now - self._handed_out >= QUIET or not self.members(Phase.READY):
+        if now - self._handed_out >= QUIET or self.waiting:
             return now
         return min(self._handed_out + QUIET, self._burst_since + QUIET_LIMIT)
 

@@ -70,7 +70,13 @@ class Lender:
                     f" ({fleet.status()}). Make the pool larger (size=, max_envs=), release"
                     " environments sooner, or wait longer (timeout=)."
                 )
-            yield from wait(fleet.notifier, seen, left)
+            with fleet.lock:
+                fleet.waiting += 1
+            try:
+                yield from wait(fleet.notifier, seen, left)
+            finally:
+                with fleet.lock:
+                    fleet.waiting -= 1
 
     def _hand_out(self, member: Member) -> PoolFlow[bool]:
         """Check ``member`` answers; lend it if so, retire it if not."""
