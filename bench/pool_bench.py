@@ -190,7 +190,7 @@ def acquire_latency(args: argparse.Namespace, samples: int) -> list[Row]:
 
 async def concurrent_acquires(args: argparse.Namespace, rounds: int, n: int = 20) -> list[Row]:
     print(f"(q) {n} concurrent acquires vs one, {rounds} rounds ...", flush=True)
-    rows = []
+    rows = await _floor(args, rounds, n)
     for label, variant in list(VARIANTS.items())[:2]:
         t = time.perf_counter()
         pool = await rf.aload_pool(IMAGE, n, runtime=args.runtime, name="bench-q", **variant)
@@ -232,6 +232,42 @@ async def concurrent_acquires(args: argparse.Namespace, rounds: int, n: int = 20
         )
         rows.append(Row("(q)", f"pool of {n} filled from empty, {label}", f"{fill:.2f} s"))
     return rows
+
+
+async def _floor(args: argparse.Namespace, rounds: int, n: int) -> list[Row]:
+    """The same work without a pool: a health request and a first call on each of ``n``
+    environments started (and called once) beforehand: what the CPUs allow."""
+    envs = await rf.aload_envs(IMAGE, n, runtime=args.runtime, progress=False)
+    singles: list[float] = []
+    groups: list[float] = []
+    try:
+        await asyncio.gather(*(env.add(1) for env in envs))
+
+        async def probe_and_call(env: rf.AsyncEnvironment) -> None:
+            await env.is_ready()
+            await env.add(1)
+
+        for i in range(rounds):
+            await asyncio.sleep(1.0)
+            t = time.perf_counter()
+            await probe_and_call(envs[i % n])
+            singles.append(time.perf_counter() - t)
+            await asyncio.sleep(1.0)
+            t = time.perf_counter()
+            await asyncio.gather(*(probe_and_call(env) for env in envs))
+            groups.append(time.perf_counter() - t)
+    finally:
+        await asyncio.gather(*(env.cleanup() for env in envs), return_exceptions=True)
+    one, many = statistics.median(singles), statistics.median(groups)
+    return [
+        Row(
+            "(q)",
+            f"floor: no pool, {n} started envs, health request + call on each",
+            _ms(many),
+            f"on one {_ms(one)}",
+            many / one,
+        )
+    ]
 
 
 # -- (r) episodes per minute ----------------------------------------------------------------------

@@ -34,9 +34,11 @@ from .environment.options import EnvOptions
 from .environment.steps import arun, finish
 from .plugins.manager import get_runtime
 from .pool.balance import balancer
-from .pool.faces import AsyncPool, AsyncReplicas, Opening
+from .pool.faces import Opening
 from .pool.progress import Bar, ProgressCallback, Tally
+from .pool.replica_faces import AsyncReplicas
 from .pool.settings import REPLICAS, WARM, FleetSettings, default_name
+from .pool.warm_faces import AsyncPool
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec

@@ -12,9 +12,10 @@ from .environment.life import Life
 from .environment.options import DEFAULT_MEM_LIMIT, DEFAULT_PIDS_LIMIT, EnvOptions
 from .environment.steps import run
 from .plugins.manager import get_runtime
-from .pool.faces import Pool, Replicas
 from .pool.progress import ProgressCallback
+from .pool.replica_faces import Replicas
 from .pool.settings import REPLICAS, WARM, FleetSettings, default_name
+from .pool.warm_faces import Pool
 from .runtime.types import SERVER_USER, EnvType, Limits
 
 
