@@ -12,7 +12,8 @@ defaulting to the image scripts/bootstrap.sh makes):
 (q) 20 concurrent acquires from a pool of 20 -> first result on each, vs one acquire
     (and, for reference, how long the pool of 20 took to fill)
 (r) episodes per minute over ``--duration`` seconds: a pool of 8 vs a cold start per
-    episode (one trainer loop; and 8 loops of cold starts)
+    episode, with one trainer loop and with 8 (``--loops``); an episode is ``--calls``
+    calls and ``--episode-seconds`` of waiting inside the environment
 (s) environments running and answering at once: batches of ``--step`` until a start
     or a call fails, ``--max-envs`` is reached, or less than ``--reserve-gib`` of memory is
     left for the rest of the machine; memory per environment from cgroup and from the host
@@ -65,6 +66,15 @@ def main(argv: Optional[list[str]] = None) -> None:
         "--duration", type=float, default=300.0, help="seconds per variant in (r) (default 300)"
     )
     parser.add_argument("--calls", type=int, default=10, help="calls per episode in (r)")
+    parser.add_argument(
+        "--episode-seconds", type=float, default=0.5, help="waiting per episode in (r)"
+    )
+    parser.add_argument(
+        "--loops",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1, 8],
+        help="trainer loops in (r), e.g. 1,8",
+    )
     parser.add_argument("--step", type=int, default=25, help="environments per batch in (s)")
     parser.add_argument("--max-envs", type=int, default=300, help="bound of (s)")
     parser.add_argument(
@@ -274,52 +284,57 @@ async def _floor(args: argparse.Namespace, rounds: int, n: int) -> list[Row]:
 
 
 def episodes(args: argparse.Namespace) -> list[Row]:
-    duration, calls = args.duration, args.calls
+    duration, calls, work = args.duration, args.calls, args.episode_seconds
     print(
-        f"(r) episodes per minute, {duration:g} s per variant, {calls} calls each ...", flush=True
+        f"(r) episodes per minute, {duration:g} s per variant; an episode is {calls} calls and"
+        f" {work:g} s of waiting in the environment ...",
+        flush=True,
     )
-    waits: list[float] = []
-    with rf.load_pool(IMAGE, 8, runtime=args.runtime, name="bench-r") as pool:
-        pooled = _loop(duration, 1, lambda: _pool_episode(pool, calls, waits))
-    cold_one = _loop(duration, 1, lambda: _cold_episode(args.runtime, calls))
-    cold_eight = _loop(duration, 8, lambda: _cold_episode(args.runtime, calls))
+    rows = []
     per_min = 60.0 / duration
-    return [
-        Row(
-            "(r)",
-            "episodes/min, pool of 8, one trainer loop",
-            f"{pooled * per_min:.0f}/min",
-            f"cold start per episode {cold_one * per_min:.0f}/min",
-            cold_one / pooled,
-            "pool > cold",
-        ),
-        Row(
-            "(r)",
-            "same, vs 8 loops of cold starts",
-            f"{pooled * per_min:.0f}/min",
-            f"{cold_eight * per_min:.0f}/min",
-            cold_eight / pooled,
-        ),
-        Row(
-            "(r)",
-            "acquire wait in that loop, p50 / p99",
-            f"{_ms(statistics.median(waits))} / {_ms(_p99(waits))}",
-        ),
-    ]
+    for loops in args.loops:
+        waits: list[float] = []
+        with rf.load_pool(IMAGE, 8, runtime=args.runtime, name="bench-r") as pool:
+            pooled = _loop(duration, loops, lambda: _pool_episode(pool, calls, work, waits))
+        cold = _loop(duration, loops, lambda: _cold_episode(args.runtime, calls, work))
+        what = "one trainer loop" if loops == 1 else f"{loops} trainer loops"
+        rows.append(
+            Row(
+                "(r)",
+                f"episodes/min, pool of 8, {what}",
+                f"{pooled * per_min:.0f}/min",
+                f"cold start per episode {cold * per_min:.0f}/min",
+                cold / pooled,
+                "pool > cold",
+            )
+        )
+        rows.append(
+            Row(
+                "(r)",
+                f"acquire wait, {what}, p50 / p99",
+                f"{_ms(statistics.median(waits))} / {_ms(_p99(waits))}",
+            )
+        )
+    return rows
 
 
-def _pool_episode(pool: rf.Pool, calls: int, waits: list[float]) -> None:
+def _pool_episode(pool: rf.Pool, calls: int, work: float, waits: list[float]) -> None:
     t = time.perf_counter()
     with pool.env(timeout=300) as env:
         waits.append(time.perf_counter() - t)
-        for _ in range(calls):
-            env.add(1)
+        _episode_work(env, calls, work)
 
 
-def _cold_episode(runtime: str, calls: int) -> None:
+def _cold_episode(runtime: str, calls: int, work: float) -> None:
     with rf.load_env(IMAGE, runtime=runtime) as env:
-        for _ in range(calls):
-            env.add(1)
+        _episode_work(env, calls, work)
+
+
+def _episode_work(env: rf.Environment, calls: int, work: float) -> None:
+    for _ in range(calls):
+        env.add(1)
+    if work:
+        env.sleep(work)  # the environment waits (e.g. on a model) without using the CPU
 
 
 def _loop(duration: float, workers: int, episode: Callable[[], None]) -> int:
