@@ -433,8 +433,11 @@ async def capacity(args: argparse.Namespace) -> tuple[list[Row], str]:
         host_per_env = (before - _available()) / max(1, len(envs))
     finally:
         t = time.perf_counter()
-        await asyncio.gather(*(e.cleanup() for e in envs), return_exceptions=True)
+        outcomes = await asyncio.gather(*(e.cleanup() for e in envs), return_exceptions=True)
         cleanup = time.perf_counter() - t
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if failed:  # the engine was too slow to answer: retried by the run's final cleanup
+            print(f"    {len(failed)} cleanups failed at first: {failed[0]!r}", flush=True)
     count = len(envs)
     cgroup = (
         f"{statistics.mean(memory[0]) / 2**20:.1f} / {statistics.mean(memory[1]) / 2**20:.1f} MiB"
