@@ -98,6 +98,7 @@ def test_the_checker_finds_a_circle():
 
 LAYERS = [
     ("rayfine_core.api", "rayfine_core.aio", "rayfine_core.cli"),
+    ("rayfine_core.pool",),
     ("rayfine_core.environment",),
     ("rayfine_core.transport", "rayfine_core.build", "rayfine_core.egress"),
     ("rayfine_core.plugins",),

@@ -6,7 +6,8 @@
 ...     env.evaluate(task_type="sat", num_samples=5)
 
 Layers, each importing only those below it: ``api``/``aio`` (the public
-functions) -> ``environment`` (the life of one environment) -> ``transport``
+functions) -> ``pool`` (warm pools and replica sets: many environments of
+one image) -> ``environment`` (the life of one environment) -> ``transport``
 (HTTP to its server), ``runtime`` (the engine interface), ``plugins`` (hooks,
 runtimes by name); ``build`` makes images; ``cli`` is the ``rayfine`` command.
 """
@@ -14,13 +15,22 @@ runtimes by name); ``build`` makes images; ``cli`` is the ``rayfine`` command.
 from __future__ import annotations
 
 from . import errors
-from .aio import acleanup_all_environments, aget_environment, aload_env, aload_envs
+from .aio import (
+    acleanup_all_environments,
+    aget_environment,
+    aload_env,
+    aload_envs,
+    aload_pool,
+    aload_replicas,
+)
 from .api import (
     attach,
     cleanup_all_environments,
     get_environment,
     list_active_environments,
     load_env,
+    load_pool,
+    load_replicas,
 )
 from .build.builder import build_dev_image, build_image_from_env
 from .environment.faces import AsyncEnvironment, Environment, HiddenMethodWarning
@@ -28,6 +38,7 @@ from .environment.sessions import AsyncSession, Session
 from .errors import RayfineError
 from .plugins.hookspecs import CallInfo, hookimpl
 from .plugins.manager import available_runtimes, get_runtime
+from .pool import AsyncPool, AsyncReplicas, Pool, PoolStatus, Progress, Replicas
 from .runtime import labels
 from .runtime.base import Capabilities, Runtime
 from .runtime.types import (
@@ -50,6 +61,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncEnvironment",
+    "AsyncPool",
+    "AsyncReplicas",
     "AsyncSession",
     "BuildRequest",
     "CallInfo",
@@ -65,7 +78,11 @@ __all__ = [
     "MethodInfo",
     "Mount",
     "Param",
+    "Pool",
+    "PoolStatus",
+    "Progress",
     "RayfineError",
+    "Replicas",
     "Runtime",
     "RuntimeSpec",
     "ServerSpec",
@@ -76,6 +93,8 @@ __all__ = [
     "aget_environment",
     "aload_env",
     "aload_envs",
+    "aload_pool",
+    "aload_replicas",
     "attach",
     "available_runtimes",
     "build_dev_image",
@@ -88,4 +107,6 @@ __all__ = [
     "labels",
     "list_active_environments",
     "load_env",
+    "load_pool",
+    "load_replicas",
 ]

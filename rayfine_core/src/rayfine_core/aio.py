@@ -32,6 +32,7 @@ from typing import (
     Generator,
     Literal,
     NamedTuple,
+    Optional,
     Sequence,
     TypeVar,
     Union,
@@ -45,6 +46,12 @@ from .environment.faces import AsyncEnvironment, warn_hidden_methods
 from .environment.life import Life
 from .environment.options import EnvOptions
 from .environment.steps import arun, finish
+from .pool.balance import balancer
+from .pool.faces import Opening
+from .pool.progress import Bar, ProgressCallback, Tally
+from .pool.replica_faces import AsyncReplicas
+from .pool.settings import REPLICAS, WARM, FleetSettings, default_name
+from .pool.warm_faces import AsyncPool
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec
@@ -131,18 +138,36 @@ class Started(NamedTuple):
 
 @overload
 async def aload_envs(
-    image: str, n: int, *, keep_started: Literal[False] = False, **kwargs: Any
+    image: str,
+    n: int,
+    *,
+    keep_started: Literal[False] = False,
+    on_progress: Optional[ProgressCallback] = None,
+    progress: Optional[bool] = None,
+    **kwargs: Any,
 ) -> list[AsyncEnvironment]: ...
 
 
 @overload
 async def aload_envs(
-    image: str, n: int, *, keep_started: Literal[True], **kwargs: Any
+    image: str,
+    n: int,
+    *,
+    keep_started: Literal[True],
+    on_progress: Optional[ProgressCallback] = None,
+    progress: Optional[bool] = None,
+    **kwargs: Any,
 ) -> Started: ...
 
 
 async def aload_envs(
-    image: str, n: int, *, keep_started: bool = False, **kwargs: Any
+    image: str,
+    n: int,
+    *,
+    keep_started: bool = False,
+    on_progress: Optional[ProgressCallback] = None,
+    progress: Optional[bool] = None,
+    **kwargs: Any,
 ) -> Union[list[AsyncEnvironment], Started]:
     """Start ``n`` environments of ``image`` concurrently (``kwargs`` as for ``load_env``).
 
@@ -150,7 +175,9 @@ async def aload_envs(
     never started) and the first error is raised.  With ``keep_started=True``
     the ones that started are kept and returned with the errors of the others:
     ``envs, errors = await aload_envs(image, 20, keep_started=True)``.
-    Progress is logged on the ``rayfine`` logger (INFO: the batch, DEBUG: each start).
+    Progress is logged on the ``rayfine`` logger (INFO: the batch, DEBUG: each start);
+    ``on_progress`` is called with a :class:`~rayfine_core.pool.Progress` as starts
+    finish; ``progress`` draws a bar on stderr (None: only if it is a terminal).
     Cancelling the call stops every environment it started, in both modes.
     """
     if not isinstance(n, int) or n < 0:
@@ -160,10 +187,11 @@ async def aload_envs(
             "container_name names one container; leave it unset to start several."
         )
     loading = [aload_env(image, **kwargs) for _ in range(n)]
-    tasks = [asyncio.ensure_future(each) for each in loading]
-    progress = _StartProgress(image, n)
+    tally = Tally(image, n, on_progress, Bar.wanted(progress))
+    tasks = [asyncio.ensure_future(tally.follow(each)) for each in loading]
+    logged = _StartProgress(image, n)
     for task in tasks:
-        task.add_done_callback(progress.done)
+        task.add_done_callback(logged.done)
     try:
         if not keep_started:
             return list(await asyncio.gather(*tasks))
@@ -172,7 +200,8 @@ async def aload_envs(
         await _finish_abandon(tasks)
         raise
     finally:
-        progress.finish()
+        logged.finish()
+        tally.close()
     envs = [each for each in outcomes if isinstance(each, AsyncEnvironment)]
     return Started(envs, [each for each in outcomes if isinstance(each, BaseException)])
 
@@ -219,6 +248,80 @@ class _StartProgress:
                 self.failed,
                 time.monotonic() - self.since,
             )
+
+
+def aload_pool(
+    image: str,
+    size: int,
+    *,
+    name: Optional[str] = None,
+    reset: Optional[str] = None,
+    max_uses: Optional[int] = None,
+    max_envs: Optional[int] = None,
+    max_starting: Optional[int] = None,
+    health_interval: float = 10.0,
+    wait: bool = True,
+    timeout: Optional[float] = None,
+    on_progress: Optional[ProgressCallback] = None,
+    progress: Optional[bool] = None,
+    **env_options: Any,
+) -> Opening[AsyncPool]:
+    """:func:`~rayfine_core.load_pool` for asyncio: ``pool = await aload_pool(...)`` or
+    ``async with aload_pool(...) as pool``; acquire with ``async with pool.env() as env``.
+    Arguments are checked at once."""
+    settings = FleetSettings(
+        WARM,
+        name or default_name(image),
+        size,
+        max_starting=max_starting,
+        max_envs=max_envs,
+        health_interval=health_interval,
+        reset=reset,
+        max_uses=max_uses,
+    )
+    opening = AsyncPool.start(
+        bind_options(image, **env_options),
+        settings,
+        wait=wait,
+        timeout=timeout,
+        on_progress=on_progress,
+        progress=progress,
+    )
+    return Opening(opening, AsyncPool.close)
+
+
+def aload_replicas(
+    image: str,
+    replicas: int,
+    *,
+    load_balance: str = "least_busy",
+    name: Optional[str] = None,
+    max_starting: Optional[int] = None,
+    health_interval: float = 5.0,
+    timeout: Optional[float] = None,
+    on_progress: Optional[ProgressCallback] = None,
+    progress: Optional[bool] = None,
+    **env_options: Any,
+) -> Opening[AsyncReplicas]:
+    """:func:`~rayfine_core.load_replicas` for asyncio: ``env = await aload_replicas(...)`` or
+    ``async with aload_replicas(...) as env``; then ``await env.method(...)``."""
+    settings = FleetSettings(
+        REPLICAS,
+        name or default_name(image),
+        replicas,
+        max_starting=max_starting,
+        health_interval=health_interval,
+    )
+    balancer(load_balance)  # a bad name fails here, not when awaited
+    opening = AsyncReplicas.start(
+        bind_options(image, **env_options),
+        settings,
+        load_balance,
+        timeout=timeout,
+        on_progress=on_progress,
+        progress=progress,
+    )
+    return Opening(opening, AsyncReplicas.cleanup)
 
 
 async def _finish_abandon(tasks: Sequence[asyncio.Future[AsyncEnvironment]]) -> None:

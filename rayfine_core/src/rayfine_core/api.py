@@ -4,18 +4,90 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Any, Callable, Iterable, Mapping, Optional, Union, cast
+from typing import Any, Iterable, Mapping, Optional, Union, overload
 
 from . import errors
 from .egress.policy import EgressPolicy
 from .environment import registry, statefiles
+from .environment.container import runtime_for
 from .environment.faces import Environment, warn_hidden_methods
 from .environment.life import Life
 from .environment.options import DEFAULT_MEM_LIMIT, DEFAULT_PIDS_LIMIT, EnvOptions
 from .environment.steps import run
-from .plugins.manager import get_manager, get_runtime
-from .runtime.base import Runtime
+from .plugins.manager import get_runtime
+from .pool.progress import ProgressCallback
+from .pool.replica_faces import Replicas
+from .pool.settings import REPLICAS, WARM, FleetSettings, default_name
+from .pool.warm_faces import Pool
 from .runtime.types import SERVER_USER, EnvType, Limits
+
+
+@overload
+def load_env(
+    image: str,
+    mode: str = ...,
+    container_name: Optional[str] = ...,
+    http_port: Optional[int] = ...,
+    env_vars: Optional[Mapping[str, Any]] = ...,
+    env_type: EnvType | str | None = ...,
+    runtime: str = ...,
+    *,
+    start_timeout: float = ...,
+    mem_limit: Optional[str] = ...,
+    cpu_limit: Optional[float] = ...,
+    pids_limit: Optional[int] = ...,
+    network: Optional[str] = ...,
+    cap_add: tuple[str, ...] = ...,
+    transport: str = ...,
+    restart: bool = ...,
+    labels: Optional[Mapping[str, str]] = ...,
+    user: Optional[str] = ...,
+    isolation: str = ...,
+    egress: Optional[Iterable[str] | EgressPolicy] = ...,
+    max_sessions: Optional[int] = ...,
+    session_idle_timeout: Optional[float] = ...,
+    runtime_options: Optional[Mapping[str, Any]] = ...,
+    url: Optional[str] = ...,
+    token: Optional[str] = ...,
+    eager: bool = ...,
+    dev: Optional[Union[str, os.PathLike[str]]] = ...,
+    replicas: None = ...,
+    load_balance: str = ...,
+) -> Environment: ...
+
+
+@overload
+def load_env(
+    image: str,
+    mode: str = ...,
+    container_name: Optional[str] = ...,
+    http_port: Optional[int] = ...,
+    env_vars: Optional[Mapping[str, Any]] = ...,
+    env_type: EnvType | str | None = ...,
+    runtime: str = ...,
+    *,
+    start_timeout: float = ...,
+    mem_limit: Optional[str] = ...,
+    cpu_limit: Optional[float] = ...,
+    pids_limit: Optional[int] = ...,
+    network: Optional[str] = ...,
+    cap_add: tuple[str, ...] = ...,
+    transport: str = ...,
+    restart: bool = ...,
+    labels: Optional[Mapping[str, str]] = ...,
+    user: Optional[str] = ...,
+    isolation: str = ...,
+    egress: Optional[Iterable[str] | EgressPolicy] = ...,
+    max_sessions: Optional[int] = ...,
+    session_idle_timeout: Optional[float] = ...,
+    runtime_options: Optional[Mapping[str, Any]] = ...,
+    url: Optional[str] = ...,
+    token: Optional[str] = ...,
+    eager: bool = ...,
+    dev: Optional[Union[str, os.PathLike[str]]] = ...,
+    replicas: int,
+    load_balance: str = ...,
+) -> Replicas: ...
 
 
 def load_env(
@@ -46,7 +118,9 @@ def load_env(
     token: Optional[str] = None,
     eager: bool = False,
     dev: Optional[Union[str, os.PathLike[str]]] = None,
-) -> Environment:
+    replicas: Optional[int] = None,
+    load_balance: str = "least_busy",
+) -> Union[Environment, Replicas]:
     """Start a container from ``image`` and return the environment running in it.
 
     :param image: an image built by :func:`build_image_from_env` (or, with
@@ -93,6 +167,9 @@ def load_env(
         server reloads env.py when it changes, so edits are live without a rebuild. The
         image must have the directory's dependencies (any image built from it; see
         :func:`~rayfine_core.build.dev.build_dev_image`).
+    :param replicas: start this many containers and return a :class:`~rayfine_core.Replicas`
+        that spreads calls over them (the same as :func:`load_replicas`).
+    :param load_balance: with ``replicas``: ``"least_busy"``, ``"round_robin"`` or ``"random"``.
     :raises ValidationError: a bad argument (before any engine work).
     :raises ImageNotFoundError: the image is not there (Rayfine never pulls).
     :raises StartError: the container could not start (``EnvLoadError``: env.py
@@ -101,6 +178,9 @@ def load_env(
     :raises EngineUnavailableError: the engine cannot be reached.
     """
     options = options_from(locals())  # locals(): exactly the parameters
+    if replicas is not None:  # affinetes' spelling of load_replicas()
+        settings = FleetSettings(REPLICAS, default_name(image), replicas, health_interval=5.0)
+        return Replicas.start(options, settings, load_balance)
     life = Life(options, runtime_for(options))
     env = Environment(life)
     run(life.start())
@@ -139,29 +219,131 @@ def options_from(arguments: Mapping[str, Any]) -> EnvOptions:
     )
 
 
-def runtime_for(options: EnvOptions) -> Runtime:
-    """The runtime an environment runs on: by name, or in remote mode the one for its gateway.
-
-    :raises UnknownRuntimeError: remote mode without the ``remote`` runtime installed.
-    """
-    if options.mode != "remote":
-        return get_runtime(options.runtime)
-    manager = get_manager()
-    found = manager.runtime_registry()
-    if "remote" not in found:
-        raise errors.UnknownRuntimeError("remote", list(found), manager.load_errors)
-    factory = cast(Callable[..., Runtime], found["remote"].spec.factory)
-    return factory(url=options.url, token=options.token)  # one per gateway and token
-
-
 def bind_options(*args: Any, **kwargs: Any) -> EnvOptions:
     """Validated settings from arguments given as :func:`load_env` takes them."""
     try:
         bound = inspect.signature(load_env).bind(*args, **kwargs)
     except TypeError as exc:
         raise errors.ValidationError(f"{exc}; see help(load_env).") from None
+    if "replicas" in bound.arguments or "load_balance" in bound.arguments:
+        raise errors.ValidationError(
+            "replicas=/load_balance= belong to load_env() alone; use load_replicas() or"
+            " aload_replicas() (or a pool's size=)."
+        )
     bound.apply_defaults()
     return options_from(bound.arguments)
+
+
+def load_pool(
+    image: str,
+    size: int,
+    *,
+    name: Optional[str] = None,
+    reset: Optional[str] = None,
+    max_uses: Optional[int] = None,
+    max_envs: Optional[int] = None,
+    max_starting: Optional[int] = None,
+    health_interval: float = 10.0,
+    wait: bool = True,
+    timeout: Optional[float] = None,
+    on_progress: Optional[ProgressCallback] = None,
+    progress: Optional[bool] = None,
+    **env_options: Any,
+) -> Pool:
+    """A warm pool: ``size`` environments of ``image`` kept started, handed out one at a time.
+
+    ``pool.acquire()`` / ``with pool.env() as env`` gives a ready environment
+    at once (checked to answer) and the pool starts its replacement; on
+    release it is stopped (a fresh environment per episode), or with
+    ``reset`` reused after ``env.<reset>()`` succeeds.  ``reset`` also runs
+    on every fresh environment before its first hand-out, so its
+    ``Actor.__init__`` (and the reset) are paid in the background.  Dead environments are
+    replaced; failed starts back off exponentially.  ``pool.status()`` and
+    ``rayfine pool status`` show its state; ``pool.close()`` (or ``with``)
+    stops everything, as do exit and SIGTERM/SIGHUP/SIGINT.
+
+    :param size: idle ready environments to keep (>= 1).
+    :param name: the pool's name (its containers' ``rayfine.pool`` label);
+        default ``<image name>-<6 hex>``.
+    :param reset: a method (no arguments) run before every hand-out; released
+        environments are then reused instead of replaced.
+    :param max_uses: with ``reset``: hand one environment out at most this often.
+    :param max_envs: most environments held at once, idle + starting + in use.
+    :param max_starting: starts run at once (default ``RAYFINE_HOST_MAX_STARTS``).
+    :param health_interval: seconds between checks of idle environments (0: none).
+    :param wait: return only once ``size`` environments are ready.
+    :param timeout: with ``wait``: give up after this many seconds (``CapacityError``).
+    :param on_progress: called with a :class:`~rayfine_core.pool.Progress` on
+        every change (from a Rayfine thread).
+    :param progress: bar on stderr while waiting (None: if stderr is a terminal).
+    :param env_options: :func:`load_env`'s settings for every environment.
+    :raises ValidationError: a bad argument (before any engine work).
+    :raises StartError: starts keep failing (or the start's own error, such as
+        ``ImageNotFoundError``, when a retry cannot help).
+    """
+    settings = FleetSettings(
+        WARM,
+        name or default_name(image),
+        size,
+        max_starting=max_starting,
+        max_envs=max_envs,
+        health_interval=health_interval,
+        reset=reset,
+        max_uses=max_uses,
+    )
+    return Pool.start(
+        bind_options(image, **env_options),
+        settings,
+        wait=wait,
+        timeout=timeout,
+        on_progress=on_progress,
+        progress=progress,
+    )
+
+
+def load_replicas(
+    image: str,
+    replicas: int,
+    *,
+    load_balance: str = "least_busy",
+    name: Optional[str] = None,
+    max_starting: Optional[int] = None,
+    health_interval: float = 5.0,
+    timeout: Optional[float] = None,
+    on_progress: Optional[ProgressCallback] = None,
+    progress: Optional[bool] = None,
+    **env_options: Any,
+) -> Replicas:
+    """One environment served by ``replicas`` containers; each call goes to one of them.
+
+    The replicas start concurrently; this returns once all answer.  A call
+    that could not reach its replica (connection refused: the container is
+    gone) is sent to another; one in flight when its container died raises
+    ``ContainerDiedError`` (it may have run).  Dead replicas are replaced
+    while calls go to the others (so ``restart=`` is not used: a dead replica
+    is replaced, not restarted).  ``pick()`` / ``hold()`` give the replica
+    the balancer would choose, for work that must stay on one container.
+
+    :param load_balance: ``"least_busy"`` (fewest calls in flight),
+        ``"round_robin"`` or ``"random"``.
+    :param timeout: give up starting after this many seconds (``CapacityError``).
+    Other parameters as for :func:`load_pool`; ``env_options`` as for :func:`load_env`.
+    """
+    settings = FleetSettings(
+        REPLICAS,
+        name or default_name(image),
+        replicas,
+        max_starting=max_starting,
+        health_interval=health_interval,
+    )
+    return Replicas.start(
+        bind_options(image, **env_options),
+        settings,
+        load_balance,
+        timeout=timeout,
+        on_progress=on_progress,
+        progress=progress,
+    )
 
 
 def attach(name_or_id: str, runtime: Optional[str] = None) -> Environment:

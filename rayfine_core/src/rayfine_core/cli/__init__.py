@@ -15,7 +15,7 @@ import sys
 from typing import Optional, Sequence
 
 from .. import __version__, errors
-from . import build_cmd, calls, containers, dev, info, scaffold, serve
+from . import build_cmd, calls, containers, dev, info, pool_cmd, scaffold, serve
 
 EPILOG = """\
 exit codes:
@@ -35,7 +35,7 @@ environment variables:
 container logs along with errors.
 """
 
-_GROUPS = (scaffold, build_cmd, dev, containers, calls, info, serve)
+_GROUPS = (scaffold, build_cmd, dev, containers, calls, pool_cmd, info, serve)
 _BAD_INPUT = (errors.ValidationError, errors.MethodNotFoundError, errors.InvalidArgumentsError)
 
 

@@ -18,10 +18,10 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, cast
 
 from .. import egress, errors
-from ..plugins.manager import get_manager
+from ..plugins.manager import get_manager, get_runtime
 from ..runtime import labels
 from ..runtime.base import Capabilities, Runtime, engine_timeout
 from ..runtime.reaper import owner_labels
@@ -42,6 +42,21 @@ from .steps import engine_pool
 log = logging.getLogger("rayfine")
 LOG_TAIL = 40
 RETRY_PAUSE = 0.5
+
+
+def runtime_for(options: EnvOptions) -> Runtime:
+    """The runtime an environment runs on: by name, or in remote mode the one for its gateway.
+
+    :raises UnknownRuntimeError: the runtime is not installed (remote mode: ``rayfine-remote``).
+    """
+    if options.mode != "remote":
+        return get_runtime(options.runtime)
+    manager = get_manager()
+    found = manager.runtime_registry()
+    if "remote" not in found:
+        raise errors.UnknownRuntimeError("remote", list(found), manager.load_errors)
+    factory = cast(Callable[..., Runtime], found["remote"].spec.factory)
+    return factory(url=options.url, token=options.token)  # one per gateway and token
 
 
 @dataclass

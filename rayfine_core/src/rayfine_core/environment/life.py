@@ -52,7 +52,7 @@ from ..transport.dialects import Dialect, Request, dialect_for, health_verdict
 from ..transport.protocol import MethodInfo, decode_json, encode_json, error_from_response
 from ..transport.wire import Response
 from . import container as containers
-from . import registry, rundir, statefiles
+from . import hostlimits, registry, rundir, statefiles
 from .catalogue import Catalogue
 from .container import Container
 from .options import EnvOptions
@@ -160,16 +160,24 @@ class Life:
             if self._state is not State.NEW:
                 raise errors.ValidationError(f"Environment {self.env_id} was started already.")
             self._state = State.STARTING
-        registry.add(self)
+        try:
+            registry.add(self)
+        except errors.StartError:
+            with self._lock:
+                self._state = State.CLOSED
+            raise
         reap_in_background(self.runtime, rundir.forget, statefiles.is_detached)
         started = time.perf_counter()
         container: Optional[Container] = None
         try:
+            yield from hostlimits.admit(self.env_id)  # host-wide start/running slots (may wait)
             container = yield from self._launch()
             yield from self._become_ready(container)
         except BaseException as exc:
             yield from blocking(self._abandon, container, started, exc)
             raise
+        finally:
+            hostlimits.started(self.env_id)
         with self._lock:
             if self._state is State.STARTING:
                 self._state = State.READY
@@ -614,6 +622,7 @@ class Life:
                 return
             self._state = State.CLOSED
         registry.discard(self.env_id)
+        hostlimits.release(self.env_id, reason)
         if self._state_file is not None:
             self._state_file.unlink(missing_ok=True)
         if container is not None and container.handle is not None:

@@ -27,7 +27,7 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Optional
 
-from ..errors import UnknownEnvironmentError
+from ..errors import StartError, UnknownEnvironmentError
 from ..plugins.manager import get_manager
 
 if TYPE_CHECKING:
@@ -36,13 +36,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("rayfine")
 _lock = threading.RLock()  # re-entrant: the signal handler may interrupt its holder
 _active: dict[str, Life] = {}
+_exiting = False  # set when the exit stop begins: from then on nothing new may start
 SIGNALS = tuple(
     sig for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if sig
 )
 
 
 def add(life: Life) -> None:
+    """Track a starting environment, so that exit and signals stop it.
+
+    :raises StartError: the process is exiting (its exit stop has begun); a start now
+        would leave a container behind.
+    """
     with _lock:
+        if _exiting:
+            raise StartError(
+                "This process is exiting (interpreter exit or a signal): no environment can"
+                " start now."
+            )
         _active[life.env_id] = life
     get_manager().before_shutdown(_stop_at_exit)
     install_signal_handlers()
@@ -75,9 +86,18 @@ def active() -> list[Life]:
 
 
 def stop_all(reason: str = "cleanup") -> int:
-    """Stop every registered environment; return how many stopped (failures are logged and kept)."""
+    """Stop every registered environment; return how many stopped (failures are logged and kept).
+
+    With ``reason="exit"`` no environment may start afterwards (:func:`add` refuses), so a
+    thread still starting one cannot leave it behind.
+    """
+    global _exiting
     stopped = 0
-    for life in active():
+    with _lock:
+        if reason == "exit":
+            _exiting = True
+        lives = list(_active.values())
+    for life in lives:
         try:
             life.stop_blocking(reason)
             stopped += 1
@@ -118,9 +138,10 @@ def _on_signal(signum: int, frame: Optional[FrameType]) -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _lock
+    global _lock, _exiting
     _lock = threading.RLock()  # a parent thread may have held it at fork time
     _active.clear()
+    _exiting = False
 
 
 if hasattr(os, "register_at_fork"):

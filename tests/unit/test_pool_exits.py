@@ -1,0 +1,188 @@
+"""Every way a process holding pools ends, offline: nothing its pools started may be left.
+
+Each test runs a client in a subprocess on the ``process`` runtime (and a
+slow variant whose "engine" is another process that creates the container
+whatever happens to the client), ends it one way, and looks in the store
+for containers with the pool's label.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from rayfine_core.pool import POOL_LABEL
+from rayfine_core.runtime import reaper
+from rayfine_core.testing.process_runtime import ProcessRuntime
+
+PRELUDE = """
+import asyncio, json, os, signal, sys, threading, time, types
+import rayfine_core as rf
+from rayfine_core.testing.process_runtime import ProcessRuntime
+
+ENGINE = '''
+import pickle, sys, time
+from rayfine_core.testing.process_runtime import ProcessRuntime
+request = pickle.loads(sys.stdin.buffer.read())
+time.sleep(float(sys.argv[1]))
+handle = ProcessRuntime().start(request)
+sys.stdout.buffer.write(pickle.dumps(handle))
+'''
+
+class Slow(ProcessRuntime):
+    # An engine in another process, creating the container a while after being asked.
+    name = "slow"
+    def start(self, request):
+        import pickle, subprocess
+        engine = subprocess.run(
+            [sys.executable, "-c", ENGINE, "1.0"],
+            input=pickle.dumps(request), capture_output=True, start_new_session=True,
+        )
+        return pickle.loads(engine.stdout)
+
+@rf.hookimpl
+def rayfine_runtimes():
+    yield rf.RuntimeSpec(name="slow", factory=Slow)
+
+from rayfine_core.plugins import register
+register(types.SimpleNamespace(rayfine_runtimes=rayfine_runtimes), name="slow")
+
+def report(**kw):
+    print(json.dumps(kw), flush=True)
+"""
+
+
+@pytest.fixture(autouse=True)
+def _private_run_root(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("run")))
+
+
+def client(body: str, image: str, **env: str) -> subprocess.Popen[str]:
+    code = PRELUDE + f"\nIMAGE = {image!r}\n" + textwrap.dedent(body)
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ, **env}
+    )
+
+
+def read(proc: subprocess.Popen[str]) -> dict:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line, f"the client exited early with {proc.wait()}"
+    return json.loads(line)
+
+
+def left(pool: str) -> list:
+    return ProcessRuntime().list_containers({POOL_LABEL: pool})
+
+
+def wait_until(predicate, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("how", ["exit", "exception", "SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_pool_with_environments_in_use_leaves_nothing(kitchen, how):
+    body = """
+    pool = rf.load_pool(IMAGE, 2, runtime="process", name="exit-" + os.environ["HOW"].lower())
+    env = pool.acquire()
+    replicas = rf.load_replicas(IMAGE, 2, runtime="process", name="exit-r-" + os.environ["HOW"].lower())
+    report(in_use=pool.status().in_use, replicas=len(replicas))
+    if os.environ["HOW"] == "exit":
+        sys.exit(0)
+    if os.environ["HOW"] == "exception":
+        raise RuntimeError("the trainer crashed")
+    time.sleep(60)
+    """
+    proc = client(body, kitchen, HOW=how)
+    name = f"exit-{how.lower()}"
+    assert read(proc) == {"in_use": 1, "replicas": 2}
+    assert len(left(name)) >= 2 and len(left(f"exit-r-{how.lower()}")) == 2
+    if how.startswith("SIG"):
+        proc.send_signal(getattr(signal, how))
+    proc.wait(60)
+    for each in (name, f"exit-r-{how.lower()}"):
+        assert wait_until(lambda each=each: not left(each)), f"{how} left {left(each)}"
+
+
+def test_sigterm_while_a_pool_fills_and_refills(kitchen):
+    body = """
+    pool = rf.load_pool(IMAGE, 3, runtime="slow", name="exit-filling", wait=False)
+    report(made=True)
+    while True:  # episodes as fast as the pool gives them out: refills all the time
+        with pool.env(timeout=60) as env:
+            env.add(1)
+    """
+    proc = client(body, kitchen)
+    assert read(proc) == {"made": True}
+    time.sleep(3.0)  # starts in flight in the "engine", acquires, releases, refills
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+    time.sleep(1.5)  # what the engine was still creating exists by now
+    assert wait_until(lambda: not left("exit-filling")), left("exit-filling")
+
+
+def test_sigterm_during_an_async_fill_leaves_nothing(kitchen):
+    body = """
+    async def main():
+        async with rf.aload_pool(IMAGE, 4, runtime="slow", name="exit-async") as pool:
+            await asyncio.sleep(60)
+    asyncio.run(main())
+    """
+    proc = client(body, kitchen)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+    time.sleep(1.5)
+    assert wait_until(lambda: not left("exit-async")), left("exit-async")
+
+
+def test_sigkill_leaves_orphans_the_next_process_reaps(kitchen):
+    body = """
+    pool = rf.load_pool(IMAGE, 2, runtime="process", name="exit-killed")
+    report(ready=pool.status().ready)
+    time.sleep(60)
+    """
+    proc = client(body, kitchen)
+    assert read(proc) == {"ready": 2}
+    proc.kill()
+    proc.wait()
+    assert len(left("exit-killed")) == 2, "nothing can clean up after SIGKILL"
+    reaper.reap(ProcessRuntime())
+    assert not left("exit-killed")
+
+
+def test_a_forked_child_can_neither_use_nor_close_its_parents_pool(kitchen):
+    body = """
+    from rayfine_core import errors
+    pool = rf.load_pool(IMAGE, 1, runtime="process", name="exit-fork")
+    pid = os.fork()
+    if pid == 0:
+        outcome = []
+        for action in (pool.acquire, pool.close):
+            try:
+                action()
+            except errors.ValidationError as exc:
+                outcome.append("refused")
+        report(child=outcome)
+        sys.exit(0)  # exit hooks run here: the parent's pool must survive them
+    os.waitpid(pid, 0)
+    with pool.env(timeout=30) as env:
+        report(parent=env.add(1), ready=pool.status().ready)
+    pool.close()
+    """
+    proc = client(body, kitchen)
+    assert read(proc) == {"child": ["refused", "refused"]}
+    assert read(proc)["parent"] == 3
+    assert proc.wait(60) == 0
+    assert not left("exit-fork")
