@@ -298,7 +298,7 @@ def main() -> None:
         )
     )
     width = [
-        max(len(r[i]) for r in rows + [("measurement", "rayfine", "baseline", "ratio")])
+        max(len(r[i]) for r in [*rows, ("measurement", "rayfine", "baseline", "ratio")])
         for i in range(4)
     ]
     header = ("measurement", "rayfine", "baseline", "ratio")

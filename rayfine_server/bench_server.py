@@ -118,7 +118,7 @@ def _wait_healthy(client: Client, sock: Path, process: subprocess.Popen) -> None
             try:
                 if client.get("/health", timeout=5).status_code == 200:
                     return
-            except Exception as exc:  # noqa: BLE001 - not listening yet
+            except Exception as exc:
                 del exc
         time.sleep(0.002)
     raise SystemExit("server did not become healthy in 30 s")

@@ -19,8 +19,9 @@ run() {  # run NAME PYTEST-ARGS...: one pytest session, recorded for the summary
     .venv/bin/pytest -q -p no:cacheprovider --junitxml="$reports/$name.xml" "$@" || status=1
 }
 
-echo "[rayfine] === style (ruff format) and types (mypy) ==="
+echo "[rayfine] === style (ruff format, ruff check) and types (mypy) ==="
 .venv/bin/ruff format --check --quiet . || { echo "[rayfine] run: .venv/bin/ruff format ."; status=1; }
+.venv/bin/ruff check --quiet . || status=1
 .venv/bin/mypy rayfine_core/src rayfine_docker/src rayfine_podman/src rayfine_kubernetes/src \
     rayfine_remote/src rayfine_server/src || status=1
 

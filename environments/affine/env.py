@@ -160,7 +160,7 @@ def _make_sat(
             f"no satisfiable formula with {n_vars} vars / {n_clauses} clauses in 1000 tries"
         )
     formula = " & ".join(
-        "(" + " | ".join(f"x{l}" if l > 0 else f"~x{-l}" for l in c) + ")" for c in clauses
+        "(" + " | ".join(f"x{lit}" if lit > 0 else f"~x{-lit}" for lit in c) + ")" for c in clauses
     )
     prompt = (
         f"Find a truth assignment for x1..x{n_vars} that satisfies this 3-SAT formula:\n{formula}\n"

@@ -37,7 +37,7 @@ LEVELS = ("easy", "hard")
 KINDS = ("solve", "differentiate", "factor", "integrate")
 MAX_ANSWER = 200
 _ALLOWED = re.compile(r"[0-9A-Za-z+\-*/^().,= ]*")
-_TRANSFORMS = standard_transformations + (implicit_multiplication_application, convert_xor)
+_TRANSFORMS = (*standard_transformations, implicit_multiplication_application, convert_xor)
 _NAMES = {
     "x": X,
     "sin": sympy.sin,

@@ -25,7 +25,7 @@ KINDS = ["t-shirt", "sweater", "scarf", "jacket"]
 
 app = FastAPI(title="webshop", version="1.0")
 _lock = threading.Lock()
-_episodes: Dict[str, "Episode"] = {}
+_episodes: Dict[str, Episode] = {}
 
 
 class Product(BaseModel):

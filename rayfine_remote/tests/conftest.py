@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+
+import rayfine_core as rf
 from rayfine_core.testing.envs import ENVS
 from rayfine_remote.gateway.config import GatewayConfig
 from rayfine_remote.gateway.serve import Served
 from rayfine_remote.gateway.tokens import add
-
-import rayfine_core as rf
 
 LEASE = 3.0
 SINK = "rayfine-remote-sink:latest"
@@ -137,7 +137,7 @@ def connect(gateway: Running) -> Callable[..., dict[str, object]]:
 
 
 @pytest.fixture
-def tls_connect(gateway: Running) -> Callable[[], "ssl.SSLSocket"]:
+def tls_connect(gateway: Running) -> Callable[[], ssl.SSLSocket]:
     """Open a raw TLS connection to the session's gateway (no pin check: the test made it)."""
     host, port = gateway.url.split("//")[1].split("#")[0].rsplit(":", 1)
     context = ssl.create_default_context()
@@ -151,7 +151,7 @@ def tls_connect(gateway: Running) -> Callable[[], "ssl.SSLSocket"]:
     return connect
 
 
-def read_all(sock: "ssl.SSLSocket") -> bytes:
+def read_all(sock: ssl.SSLSocket) -> bytes:
     """Everything the server sends until it closes the connection."""
     received = b""
     while True:

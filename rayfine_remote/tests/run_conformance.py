@@ -70,9 +70,8 @@ def main() -> int:
 
 
 def _leaked(backing: str, gateway: str) -> bool:
-    from rayfine_remote.gateway.engine import GATEWAY_LABEL
-
     import rayfine_core as rf
+    from rayfine_remote.gateway.engine import GATEWAY_LABEL
 
     left = rf.get_runtime(backing).list_containers({GATEWAY_LABEL: gateway})
     for record in left:

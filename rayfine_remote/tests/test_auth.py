@@ -7,13 +7,13 @@ import socket
 import ssl
 
 import pytest
-from rayfine_remote.control import Control
-from rayfine_remote.url import parse
 
 import rayfine_core as rf
 from rayfine_core import errors
 from rayfine_remote import GatewayAuthError, PolicyError, QuotaExceededError
 from rayfine_remote import connect as runtime_of
+from rayfine_remote.control import Control
+from rayfine_remote.url import parse
 
 SECRET = "s3cr3t-remote-value"
 

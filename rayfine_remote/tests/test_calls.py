@@ -8,12 +8,12 @@ import threading
 import time
 
 import pytest
-from rayfine_core.runtime.types import Endpoint
-from rayfine_core.testing.process_runtime import ProcessRuntime
-from rayfine_core.transport.client import AsyncClient
 
 import rayfine_core as rf
 from rayfine_core import errors
+from rayfine_core.runtime.types import Endpoint
+from rayfine_core.testing.process_runtime import ProcessRuntime
+from rayfine_core.transport.client import AsyncClient
 
 
 def engine() -> ProcessRuntime:

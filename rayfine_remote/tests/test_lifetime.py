@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from conftest import CLIENTS, LEASE
-from rayfine_core.testing.process_runtime import ProcessRuntime
-from rayfine_remote.gateway.engine import GATEWAY_LABEL
 
 import rayfine_core as rf
 from rayfine_core import errors
+from rayfine_core.testing.process_runtime import ProcessRuntime
+from rayfine_remote.gateway.engine import GATEWAY_LABEL
 
 CLIENT = """
 import sys, time, rayfine_core as rf

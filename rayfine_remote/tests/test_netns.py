@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 from conftest import CLIENTS
-from rayfine_remote.gateway.tokens import add
 
 import rayfine_core as rf
 from rayfine_remote import GatewayAuthError
+from rayfine_remote.gateway.tokens import add
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2 (ip netns)"

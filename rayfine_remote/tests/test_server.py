@@ -6,8 +6,8 @@ import json
 import time
 
 import pytest
-
 from conftest import read_all
+
 from rayfine_remote.gateway import server
 
 

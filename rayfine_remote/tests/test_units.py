@@ -7,15 +7,15 @@ import json
 import tarfile
 
 import pytest
+
+from rayfine_core import errors
 from rayfine_core.runtime.base import Capabilities
 from rayfine_core.runtime.types import BuildRequest, Limits, StartRequest
+from rayfine_remote import upload
 from rayfine_remote.errors import PolicyError
 from rayfine_remote.gateway import policy, tokens
 from rayfine_remote.gateway.unpack import unpack
 from rayfine_remote.url import parse
-
-from rayfine_core import errors
-from rayfine_remote import upload
 
 
 def _tar(*members: tuple[tarfile.TarInfo, bytes]) -> io.BytesIO:

@@ -13,8 +13,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 import httpx
 import pytest
-from rayfine_server.config import ServerConfig
 from server_helpers import TOKEN, RunningServer
+
+from rayfine_server.config import ServerConfig
 
 WriteEnv = Callable[..., Path]
 Serve = Callable[..., RunningServer]

@@ -9,6 +9,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 import httpx
+
 from rayfine_server.config import ServerConfig
 from rayfine_server.run import build_function_app
 from rayfine_server.server import Server

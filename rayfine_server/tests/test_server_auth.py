@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from rayfine_server.config import ServerConfig
 from server_helpers import RunningServer, call, error_of, raw
+
+from rayfine_server.config import ServerConfig
 
 ENV = """
     import os

@@ -10,6 +10,7 @@ import json
 import pathlib
 
 import pytest
+
 from rayfine_server.encoding import NotSerializableError, encode_json
 from rayfine_server.jsonlimits import MAX_DEPTH, exceeds_depth, items, structure
 

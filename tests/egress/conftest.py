@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from rayfine_core.egress import EgressPolicy, EgressProxy, ProxyLimits, StaticResolver
 
 from .netns import FakeInternet, can_create

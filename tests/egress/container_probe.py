@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, "/run/rayfine")
-import egress_forward  # noqa: E402
+import egress_forward
 
 CA = "/run/rayfine/ca.pem"
 FAKE = json.loads(os.environ["PROBE_FAKE"])  # addresses of the fake internet and the host port

@@ -26,10 +26,10 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # head and body are two writes: no 40 ms delayed-ACK stall
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self._answer()
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self._answer(len(self.rfile.read(length)))
 
@@ -108,7 +108,7 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
 
-    def remember_sni(sock: ssl.SSLObject, name: "str | None", _: ssl.SSLContext) -> None:
+    def remember_sni(sock: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> None:
         sock.rayfine_sni = name  # type: ignore[attr-defined]
 
     context.sni_callback = remember_sni  # type: ignore[assignment]

@@ -85,7 +85,7 @@ class FakeInternet:
     cert: Path
     key: Path
     _veth: str = ""
-    _server: Optional["subprocess.Popen[str]"] = field(default=None, repr=False)
+    _server: Optional[subprocess.Popen[str]] = field(default=None, repr=False)
 
     @classmethod
     def create(cls, workdir: Path) -> FakeInternet:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from rayfine_core.egress import EgressPolicy, EgressProxy, container_env
 from rayfine_core.egress.isolation import (
     check_started_under_gvisor,

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from rayfine_core.egress import EgressPolicy, EgressProxy, attach, container_env
 from rayfine_core.image import egress_forward
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from rayfine_core.egress.http_head import BadRequest, parse_request
 
 

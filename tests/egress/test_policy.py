@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+
 from rayfine_core.egress import EgressPolicy
 from rayfine_core.egress.addresses import is_this_host, parse_ip, refused_reason
 from rayfine_core.egress.serve import build_parser
@@ -38,7 +39,7 @@ from rayfine_core.errors import ValidationError
         ("[2001:DB8:0::5]", None),
     ],
 )
-def test_bad_patterns_are_refused_with_a_reason(pattern: str, message: "str | None") -> None:
+def test_bad_patterns_are_refused_with_a_reason(pattern: str, message: str | None) -> None:
     if message is None:  # accepted: an unusual but exact spelling
         assert EgressPolicy([pattern]).rules[0].address is not None
         return

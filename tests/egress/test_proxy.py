@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+
 from rayfine_core.egress import EgressPolicy, EgressProxy, ProxyLimits, StaticResolver
 from rayfine_core.egress.stats import LOG_BURST, printable
 from rayfine_core.errors import UnknownEnvironmentError, ValidationError

@@ -7,6 +7,7 @@ import struct
 from typing import Optional
 
 import pytest
+
 from rayfine_core.egress.tls import Hello, read_client_hello
 
 

@@ -47,7 +47,7 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def rayfine(cli_env):
     def run(
-        *args: str, check: bool = True, timeout: float = 300, cwd: "Path | None" = None
+        *args: str, check: bool = True, timeout: float = 300, cwd: Path | None = None
     ) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [str(RAYFINE), *args],
@@ -336,8 +336,7 @@ def test_detached_env_survives_its_process_and_attach_cleans_up(
 def test_restart_of_a_detached_env_updates_its_state_file(rayfine, image, cli_env, monkeypatch):
     """After restart=True replaces a dead container, attach() reaches the new one."""
     monkeypatch.setenv("XDG_STATE_HOME", cli_env["XDG_STATE_HOME"])
-    from rayfine_core import errors, load_env
-    from rayfine_core import attach
+    from rayfine_core import attach, errors, load_env
     from rayfine_core.environment.statefiles import find as find_detached
 
     name = unique("restart")

@@ -17,9 +17,9 @@ pytest.importorskip(
     "rayfine_podman", reason="pip install -e ./rayfine_podman (scripts/bootstrap.sh does)"
 )
 
-from rayfine_podman import service  # noqa: E402
-from rayfine_podman.references import matches  # noqa: E402
-from rayfine_podman.runtime import PodmanRuntime  # noqa: E402
+from rayfine_podman import service
+from rayfine_podman.references import matches
+from rayfine_podman.runtime import PodmanRuntime
 
 needs_podman = pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
 

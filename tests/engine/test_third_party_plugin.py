@@ -12,8 +12,8 @@ import pytest
 
 import rayfine_core as rf
 from rayfine_core import labels
-from rayfine_core.plugins.manager import get_manager
 from rayfine_core.errors import UnknownRuntimeError
+from rayfine_core.plugins.manager import get_manager
 
 pytest.importorskip(
     "rayfine_example_runtime",

@@ -24,7 +24,6 @@ import pytest
 
 import rayfine_core as rf
 from rayfine_core.runtime import labels, reaper
-from rayfine_core.testing.process_runtime import ProcessRuntime
 
 PRELUDE = """
 import json, os, signal, sys, threading, time, types

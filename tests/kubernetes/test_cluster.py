@@ -23,11 +23,10 @@ import pytest
 
 pytest.importorskip("rayfine_kubernetes")
 
-import rayfine_core as rf  # noqa: E402
-from rayfine_core import StartRequest, errors, labels  # noqa: E402
-
-from rayfine_core.runtime import reaper  # noqa: E402
-from rayfine_kubernetes import names  # noqa: E402
+import rayfine_core as rf
+from rayfine_core import StartRequest, errors, labels
+from rayfine_core.runtime import reaper
+from rayfine_kubernetes import names
 
 pytestmark = [pytest.mark.engine, pytest.mark.kubernetes]
 REPO = Path(__file__).resolve().parents[2]

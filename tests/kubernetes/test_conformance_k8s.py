@@ -11,6 +11,6 @@ import pytest
 
 pytest.importorskip("rayfine_kubernetes")
 
-from rayfine_core.testing.test_conformance import *  # noqa: E402,F403
+from rayfine_core.testing.test_conformance import *  # noqa: F403
 
 pytestmark = [pytest.mark.engine, pytest.mark.kubernetes]

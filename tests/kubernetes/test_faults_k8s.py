@@ -19,12 +19,13 @@ import pytest
 
 pytest.importorskip("rayfine_kubernetes")
 
-from rayfine_core import StartRequest  # noqa: E402
-from rayfine_kubernetes.api import Kube  # noqa: E402
-
-import rayfine_core as rf  # noqa: E402
-from rayfine_core import errors  # noqa: E402
-from rayfine_kubernetes import KubernetesRuntime, Settings, names  # noqa: E402
+import rayfine_core as rf
+from rayfine_core import (
+    StartRequest,
+    errors,
+)
+from rayfine_kubernetes import KubernetesRuntime, Settings, names
+from rayfine_kubernetes.api import Kube
 
 pytestmark = [pytest.mark.engine, pytest.mark.kubernetes]
 

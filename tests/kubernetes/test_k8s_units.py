@@ -11,12 +11,10 @@ import pytest
 
 pytest.importorskip("rayfine_kubernetes")
 
-from rayfine_core import Limits, StartRequest  # noqa: E402
-from rayfine_kubernetes.deadline import DeadlineKeeper  # noqa: E402
-from rayfine_kubernetes.settings import Settings  # noqa: E402
-
-from rayfine_core import errors, labels  # noqa: E402
-from rayfine_kubernetes import names, registry, spec, status  # noqa: E402
+from rayfine_core import Limits, StartRequest, errors, labels
+from rayfine_kubernetes import names, registry, spec, status
+from rayfine_kubernetes.deadline import DeadlineKeeper
+from rayfine_kubernetes.settings import Settings
 
 
 def test_labels_kubernetes_accepts_pass_unchanged_others_hash_stably():

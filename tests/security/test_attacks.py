@@ -14,7 +14,6 @@ import pwd
 import secrets
 import shutil
 import socket
-import stat
 import subprocess
 import sys
 import tempfile

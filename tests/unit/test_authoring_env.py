@@ -25,7 +25,6 @@ from rayfine_core import BuildRequest, errors, hookimpl, labels
 from rayfine_core.cli.dev import DevSession
 from rayfine_core.plugins import register, unregister
 
-
 EPISODE = """
 import logging
 import os

@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import signal
-import threading
 import time
 import types
 
@@ -135,8 +134,8 @@ def test_bad_options_fail_before_any_work(kitchen):
 
 def test_secrets_stay_out_of_reprs(kitchen):
     with rf.load_env(kitchen, runtime="process", env_vars={"API_KEY": "hunter2-secret"}) as env:
-        life = rf.get_environment(env.id)._life  # noqa: SLF001 - white-box check of the owner
-        for text in (repr(env), repr(life), repr(life.options), repr(life._current)):  # noqa: SLF001
+        life = rf.get_environment(env.id)._life
+        for text in (repr(env), repr(life), repr(life.options), repr(life._current)):
             assert "hunter2-secret" not in text
 
 

@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 import types
+from typing import ClassVar
 
 import pytest
 
@@ -228,7 +229,7 @@ class Broken(ProcessRuntime):
     """A runtime whose engine refuses every start (transiently, as far as Rayfine can tell)."""
 
     name = "broken"
-    attempts: list[float] = []
+    attempts: ClassVar[list[float]] = []
 
     def start(self, request):
         Broken.attempts.append(time.monotonic())

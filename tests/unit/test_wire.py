@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from rayfine_core import errors
-from rayfine_core.transport.client import AsyncClient, Client
 from rayfine_core.runtime.types import Endpoint
+from rayfine_core.transport.client import AsyncClient, Client
 from rayfine_core.transport.wire import ProtocolError, ResponseParser, encode_request, fixed_headers
 
 OK = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{"result":1}'

@@ -123,7 +123,7 @@ class KubernetesRuntime(Runtime):
 
     def health(self, container_id: str) -> ContainerState:
         """The pod's state; ``status="node-lost"`` (not running) when its node stopped answering."""
-        namespace, job, pod_name = names.split_id(container_id)
+        namespace, _job, pod_name = names.split_id(container_id)
         if not pod_name:
             return ContainerState(running=False, status="removed")
         pod = self._get_pod(namespace, pod_name)

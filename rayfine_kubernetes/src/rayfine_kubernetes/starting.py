@@ -227,7 +227,7 @@ def remove(
     job: str,
     pod: str,
     grace: int,
-    only: "list[tuple[str, str]] | None" = None,
+    only: list[tuple[str, str]] | None = None,
 ) -> None:
     """Delete an environment's Job, pod, Secrets and NetworkPolicy; missing ones are fine.
 

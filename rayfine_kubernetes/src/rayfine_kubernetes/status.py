@@ -112,10 +112,7 @@ def record(
     meta = job.get("metadata") or {}
     notes = meta.get("annotations") or {}
     pod_name = str(((pod or {}).get("metadata") or {}).get("name") or "")
-    if pod is not None:
-        shown = state(pod).status
-    else:
-        shown = _job_status(job)
+    shown = state(pod).status if pod is not None else _job_status(job)
     return ContainerRecord(
         id=names.container_id(str(meta.get("namespace")), str(meta.get("name")), pod_name),
         name=str(notes.get(names.NAME_ANNOTATION) or meta.get("name")),

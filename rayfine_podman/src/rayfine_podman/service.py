@@ -113,7 +113,7 @@ class PodmanService:
             )
         self._dir = Path(tempfile.mkdtemp(prefix="rayfine-podman-"))
         url = f"unix://{self._dir / 'podman.sock'}"
-        stderr = open(self._dir / "service.log", "wb")
+        stderr = open(self._dir / "service.log", "wb")  # noqa: SIM115 - handed to the service
         try:
             self._process = subprocess.Popen(
                 ["sh", "-c", _WATCHDOG, "rayfine-podman-service", url],

@@ -19,11 +19,10 @@ import ssl
 from dataclasses import replace
 from typing import IO, Any, Iterator, Optional, Union
 
+from rayfine_core import errors
 from rayfine_core.runtime.types import Endpoint
 from rayfine_core.transport.client import Client
 from rayfine_core.transport.wire import Response
-
-from rayfine_core import errors
 
 from .messages import exception_of
 from .url import Gateway

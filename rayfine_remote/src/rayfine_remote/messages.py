@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Optional
 
-from rayfine_core.runtime.types import ContainerRecord, ContainerState, Limits, StartRequest
-
 from rayfine_core import errors
+from rayfine_core.runtime.types import ContainerRecord, ContainerState, Limits, StartRequest
 
 from .errors import KINDS, kind_of
 

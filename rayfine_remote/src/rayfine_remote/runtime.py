@@ -21,6 +21,7 @@ import threading
 from typing import Any, Iterator, Mapping, Optional
 from urllib.parse import quote, urlencode
 
+from rayfine_core import errors
 from rayfine_core.runtime.base import Capabilities, Runtime, engine_timeout
 from rayfine_core.runtime.types import (
     BuildRequest,
@@ -30,8 +31,6 @@ from rayfine_core.runtime.types import (
     StartRequest,
     check_reference,
 )
-
-from rayfine_core import errors
 
 from . import messages, upload
 from .control import Control

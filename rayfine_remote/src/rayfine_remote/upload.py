@@ -29,7 +29,7 @@ def pack(request: BuildRequest) -> IO[bytes]:
             "nocache": request.nocache,
         }
     ).encode()
-    spool: IO[bytes] = tempfile.TemporaryFile(prefix="rayfine-upload-")
+    spool: IO[bytes] = tempfile.TemporaryFile(prefix="rayfine-upload-")  # noqa: SIM115 - returned
     with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
         info = tarfile.TarInfo(META)
         info.size = len(meta)

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import unquote, urlsplit
 
-from rayfine_core.runtime.types import Endpoint, TLSConfig
-
 from rayfine_core import errors
+from rayfine_core.runtime.types import Endpoint, TLSConfig
 
 URL_VARIABLE = "RAYFINE_REMOTE_URL"
 TOKEN_VARIABLE = "RAYFINE_REMOTE_TOKEN"

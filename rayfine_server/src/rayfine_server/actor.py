@@ -64,7 +64,7 @@ async def close_instance(pool: WorkerPool, instance: Any, what: str) -> None:
     except CallError as exc:  # no worker thread could run it
         logger.warning("Actor.close() of %s could not run: %s", what, exc.message)
         return
-    except Exception as exc:  # noqa: BLE001 - the async close() raised
+    except Exception as exc:
         ok, value = False, exc
     if not ok and not isinstance(value, asyncio.CancelledError):
         error = CallError.from_exception(REMOTE_EXCEPTION, value)

@@ -117,7 +117,7 @@ class FunctionApp:
         self._changed_again = False
         self._max_items = served.max_body // ITEMS_PER_BYTE
 
-    def start(self, stop: "asyncio.Future[int]") -> None:
+    def start(self, stop: asyncio.Future[int]) -> None:
         """Called on the event loop before the first request: eager construction, reload."""
         self._build_eagerly()
         if self._reload_from is not None and self._rebuild is not None:
@@ -269,7 +269,7 @@ class _NotAllowed(CallError):
         self.allowed = allowed
 
     def to_response(self, headers: Tuple[Tuple[str, str], ...] = ()) -> Response:
-        return super().to_response(headers + (("allow", self.allowed),))
+        return super().to_response((*headers, ("allow", self.allowed)))
 
 
 def _loaded(served: ServedEnv) -> None:

@@ -255,7 +255,7 @@ class HttpConnection(asyncio.Protocol):
                     if self._state != _BUSY:
                         return
                     await self._write(piece)
-        except Exception as exc:  # noqa: BLE001 - the app broke off mid-body: so must we
+        except Exception as exc:
             logger.debug("Proxied response cut short: %s", exc)
             self._close()
             return

@@ -83,7 +83,7 @@ class Dispatcher:
                 f"{method.name}() returned a value that is not JSON-serialisable: {exc}",
                 type_name="TypeError",
             ) from None
-        except Exception as exc:  # noqa: BLE001 - e.g. a model's serialiser raised
+        except Exception as exc:
             raise CallError(
                 NOT_SERIALIZABLE,
                 f"{method.name}() returned a value that failed to serialise:"
@@ -208,7 +208,7 @@ class Dispatcher:
 class _Deadline:
     """Cancels the current task when a call's time is up, and remembers that it did."""
 
-    __slots__ = ("expired", "_settled", "_end", "_handle", "_loop")
+    __slots__ = ("_end", "_handle", "_loop", "_settled", "expired")
 
     def __init__(self, timeout: float) -> None:
         self._loop = asyncio.get_running_loop()
@@ -219,7 +219,7 @@ class _Deadline:
         assert task is not None, "a call runs in a task"
         self._handle = self._loop.call_at(self._end, self._expire, task)
 
-    def _expire(self, task: "asyncio.Task[Any]") -> None:
+    def _expire(self, task: asyncio.Task[Any]) -> None:
         self.expired = True
         task.cancel()
 
@@ -253,5 +253,5 @@ async def _call_async(func: Callable[..., Any], args: List[Any], kwargs: Dict[st
         return await func(*args, **kwargs)
     except asyncio.CancelledError:
         raise  # who cancelled is decided by the caller
-    except BaseException as exc:  # noqa: BLE001 - even KeyboardInterrupt must not stop the server
+    except BaseException as exc:
         raise CallError.from_exception(REMOTE_EXCEPTION, exc) from None

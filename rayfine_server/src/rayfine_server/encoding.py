@@ -134,7 +134,7 @@ def _too_deep() -> NotSerializableError:
 def _safe_repr(value: Any) -> str:
     try:
         text = repr(value)
-    except Exception:  # noqa: BLE001 - a user __repr__ may raise
+    except Exception:
         return f"<{type(value).__name__} object>"
     return text if len(text) <= 80 else text[:77] + "..."
 

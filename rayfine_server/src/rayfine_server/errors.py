@@ -107,7 +107,7 @@ class CallError(Exception):
     def to_response(self, headers: Tuple[Tuple[str, str], ...] = ()) -> Response:
         """The HTTP response for this error."""
         if self.kind == UNAUTHORIZED:
-            headers = headers + (("www-authenticate", "Bearer"),)
+            headers = (*headers, ("www-authenticate", "Bearer"))
         body = json.dumps(self.to_dict(), ensure_ascii=True).encode()
         return Response(self.status, body, headers)
 
@@ -116,7 +116,7 @@ def safe_str(exc: BaseException) -> str:
     """``str(exc)``, or a placeholder when the user's ``__str__`` raises."""
     try:
         return str(exc)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the failure itself
+    except Exception:
         return f"<{type(exc).__name__}: str() failed>"
 
 

@@ -45,17 +45,17 @@ class RequestHead:
     """
 
     __slots__ = (
+        "chunked",
+        "content_length",
+        "expect_continue",
+        "fields",
+        "headers",
+        "keep_alive",
         "method",
-        "target",
         "path",
         "query",
+        "target",
         "version",
-        "headers",
-        "fields",
-        "keep_alive",
-        "content_length",
-        "chunked",
-        "expect_continue",
     )
 
     def __init__(

@@ -26,7 +26,7 @@ class ThreadCall:
     when the call ends is cleared, so it can never hit the worker's next job.
     """
 
-    __slots__ = ("func", "args", "_lock", "_ident", "_state")
+    __slots__ = ("_ident", "_lock", "_state", "args", "func")
 
     def __init__(self, func: Callable[..., Any], args: Tuple[Any, ...]) -> None:
         self.func = func
@@ -45,7 +45,7 @@ class ThreadCall:
                     self._ident = threading.get_ident()
                     self._state = _RUNNING
                 return True, self.func(*self.args)
-            except BaseException as exc:  # noqa: BLE001 - reported, never raised in the worker
+            except BaseException as exc:
                 return False, exc
             finally:
                 self._finish()

@@ -60,7 +60,7 @@ def load_env(env_dir: Path) -> LoadedEnv:
         sys.path.insert(0, str(env_dir))
     try:
         module = _import_file(env_file)
-    except BaseException as exc:  # noqa: BLE001 - env.py may even call sys.exit()
+    except BaseException as exc:
         return _failed(env_file, exc)
     actor_class = getattr(module, ACTOR_CLASS_NAME, None)
     if actor_class is not None and not isinstance(actor_class, type):
@@ -71,7 +71,7 @@ def load_env(env_dir: Path) -> LoadedEnv:
     try:
         methods = discover_methods(module, actor_class)
         init = constructor(actor_class) if actor_class is not None else None
-    except Exception as exc:  # noqa: BLE001 - e.g. a metaclass whose dir() raises
+    except Exception as exc:
         return _failed(env_file, exc)
     max_sessions = 0
     if actor_class is not None:

@@ -138,7 +138,7 @@ def _checks(
     """Argument checks from the annotations; none at all if compiling them fails."""
     try:
         return compile_checks(func, signature)
-    except Exception:  # noqa: BLE001 - odd annotations must never stop env.py loading
+    except Exception:
         return None
 
 
@@ -182,7 +182,7 @@ def _format_signature(signature: inspect.Signature) -> str:
     """``str(signature)``, even when a default's or annotation's ``repr`` raises."""
     try:
         return str(signature)
-    except Exception:  # noqa: BLE001 - one odd default must not hide the whole env
+    except Exception:
         params = [_printable(param) for param in signature.parameters.values()]
         returns = signature.return_annotation
         if returns is not signature.empty:
@@ -248,7 +248,7 @@ def _format_annotation(annotation: Any) -> str:
     """An annotation as text (``int``, ``list[str]``, or a string annotation as written)."""
     try:
         return inspect.formatannotation(annotation)
-    except Exception:  # noqa: BLE001 - see _safe_repr
+    except Exception:
         return f"<{type(annotation).__name__} object>"
 
 
@@ -256,5 +256,5 @@ def _safe_repr(value: Any) -> str:
     """``repr(value)``, or a placeholder when user code's ``__repr__`` raises."""
     try:
         return repr(value)
-    except Exception:  # noqa: BLE001 - a broken __repr__ must not stop the server starting
+    except Exception:
         return f"<{type(value).__name__} object>"

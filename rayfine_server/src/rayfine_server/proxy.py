@@ -65,7 +65,7 @@ class ProxyApp:
 
     # --- life -------------------------------------------------------------------------
 
-    def start(self, stop: "asyncio.Future[int]") -> None:
+    def start(self, stop: asyncio.Future[int]) -> None:
         """Start the app; its exit (or failure to start) will resolve ``stop``."""
         self._stop = stop
         try:
@@ -101,7 +101,7 @@ class ProxyApp:
 
     # --- requests ---------------------------------------------------------------------
 
-    async def handle(self, request: Request) -> "Response | StreamResponse":
+    async def handle(self, request: Request) -> Response | StreamResponse:
         """Forward ``request`` to the app and stream its answer back."""
         failure = self._failure()
         if failure is not None:
@@ -154,7 +154,7 @@ class ProxyApp:
         else:
             streams[1].close()
 
-    async def _exchange(self, request: Request, streams: Streams) -> "Response | StreamResponse":
+    async def _exchange(self, request: Request, streams: Streams) -> Response | StreamResponse:
         reader, writer = streams
         head = request.head
         upgrade = _wants_upgrade(request)
@@ -222,7 +222,7 @@ class ProxyApp:
         await writer.drain()
 
 
-def _resolve(stop: "asyncio.Future[int]", code: int) -> None:
+def _resolve(stop: asyncio.Future[int], code: int) -> None:
     if not stop.done():
         stop.set_result(code)
 

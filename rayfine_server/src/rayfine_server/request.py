@@ -23,7 +23,7 @@ class RequestBody:
     :param limit: the largest body accepted, in bytes.
     """
 
-    __slots__ = ("_remaining", "_decoder", "_data", "_pieces", "_waiter", "_error", "complete")
+    __slots__ = ("_data", "_decoder", "_error", "_pieces", "_remaining", "_waiter", "complete")
 
     HIGH_WATER = 1024 * 1024
 
@@ -108,7 +108,7 @@ class Request:
     :param peer: who sent it, for logs (an IP address, or ``unix``).
     """
 
-    __slots__ = ("head", "body", "peer", "task", "cancel_reason", "resume_reading")
+    __slots__ = ("body", "cancel_reason", "head", "peer", "resume_reading", "task")
 
     def __init__(
         self,

@@ -30,7 +30,7 @@ class Response:
     :param close: close the connection after sending it.
     """
 
-    __slots__ = ("status", "body", "headers", "close")
+    __slots__ = ("body", "close", "headers", "status")
 
     def __init__(
         self,
@@ -75,7 +75,7 @@ class StreamResponse:
     :param tunnel: after a ``101`` answer, the connection becomes this tunnel.
     """
 
-    __slots__ = ("head", "body", "close", "tunnel")
+    __slots__ = ("body", "close", "head", "tunnel")
 
     def __init__(
         self,

@@ -91,6 +91,6 @@ def _run_loop(
             loop.close()
 
 
-def _resolve(stop: "asyncio.Future[int]", code: int) -> None:
+def _resolve(stop: asyncio.Future[int], code: int) -> None:
     if not stop.done():
         stop.set_result(code)

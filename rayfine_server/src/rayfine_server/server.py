@@ -38,7 +38,7 @@ FD_RESERVE = 128
 class App(Protocol):
     """What the server serves: a function-based env, or a proxied http app."""
 
-    def start(self, stop: "asyncio.Future[int]") -> None:
+    def start(self, stop: asyncio.Future[int]) -> None:
         """Called on the loop before serving; resolving ``stop`` ends the server."""
 
     def tick(self) -> None: ...
@@ -125,7 +125,7 @@ class Server:
     def open_connections(self) -> int:
         return len(self._connections)
 
-    async def serve(self, stop: "asyncio.Future[int]") -> int:
+    async def serve(self, stop: asyncio.Future[int]) -> int:
         """Listen, serve until ``stop`` resolves, shut down; return ``stop``'s exit code."""
         config = self._config
         refusal = CallError(OVERLOADED, "Too many open connections; retry, or close idle ones")

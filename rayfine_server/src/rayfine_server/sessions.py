@@ -22,6 +22,7 @@ from .request import Request
 from .workers import WorkerPool
 
 _REMEMBERED_CLOSED = 10_000
+_closing: Set[asyncio.Future] = set()  # the event loop keeps only weak references to tasks
 """Closed ids kept to answer 410 (not 404) for; older ones are forgotten."""
 
 
@@ -34,13 +35,13 @@ class Session:
     """
 
     __slots__ = (
-        "id",
-        "instance",
-        "idle_timeout",
-        "created",
-        "last_used",
         "_idle_since",
         "calls",
+        "created",
+        "id",
+        "idle_timeout",
+        "instance",
+        "last_used",
         "requests",
     )
 
@@ -100,7 +101,7 @@ class SessionManager:
         self._idle_timeout = idle_timeout
         self._open: Dict[str, Session] = {}
         self._opening = 0
-        self._closed: "OrderedDict[str, str]" = OrderedDict()
+        self._closed: OrderedDict[str, str] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._open)
@@ -183,7 +184,9 @@ class SessionManager:
         for session in list(self._open.values()):
             if session.idle_for(now) > session.idle_timeout:
                 reason = f"expired after {session.idle_timeout:g} s idle"
-                asyncio.ensure_future(self._end(session, reason))
+                task = asyncio.ensure_future(self._end(session, reason))
+                _closing.add(task)
+                task.add_done_callback(_closing.discard)
 
     def _end(self, session: Session, reason: str) -> Awaitable[None]:
         """Forget ``session`` and cancel its calls now; return ``Actor.close()`` to await."""

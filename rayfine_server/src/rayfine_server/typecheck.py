@@ -77,7 +77,7 @@ def _resolved_hints(func: Callable[..., Any], signature: inspect.Signature) -> D
     target = getattr(func, "__init__", func) if isinstance(func, type) else func
     try:
         return typing.get_type_hints(target)
-    except Exception:  # noqa: BLE001 - resolve one by one below
+    except Exception:
         pass
     namespace = getattr(target, "__globals__", {})
     raw = getattr(target, "__annotations__", None) or {}
@@ -88,8 +88,8 @@ def _resolved_hints(func: Callable[..., Any], signature: inspect.Signature) -> D
         annotation = raw[name]
         if isinstance(annotation, str):
             try:
-                annotation = eval(annotation, dict(namespace))  # noqa: S307 - env.py's own code
-            except Exception:  # noqa: BLE001 - unresolvable: unchecked
+                annotation = eval(annotation, dict(namespace))
+            except Exception:
                 continue
         hints[name] = annotation
     return hints
@@ -287,7 +287,7 @@ def _text(annotation: Any) -> str:
         return str(getattr(annotation, "__name__", annotation))
     try:
         return inspect.formatannotation(annotation).replace("typing.", "")
-    except Exception:  # noqa: BLE001 - a broken __repr__ in user code
+    except Exception:
         return f"<{type(annotation).__name__}>"
 
 

@@ -34,9 +34,9 @@ _QUEUED, _RUNNING, _FINISHED = range(3)
 
 
 class _Job:
-    __slots__ = ("call", "future", "abandoned", "state")
+    __slots__ = ("abandoned", "call", "future", "state")
 
-    def __init__(self, call: ThreadCall, future: "asyncio.Future[Any]") -> None:
+    def __init__(self, call: ThreadCall, future: asyncio.Future[Any]) -> None:
         self.call = call
         self.future = future
         self.abandoned = False
@@ -52,7 +52,7 @@ class WorkerPool:
     def __init__(self, max_threads: int) -> None:
         self.max_threads = max_threads
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._jobs: "queue.SimpleQueue[Optional[_Job]]" = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Optional[_Job]] = queue.SimpleQueue()
         self._threads = 0
         self._idle = 0
         self._waiting: Deque[_Job] = deque()

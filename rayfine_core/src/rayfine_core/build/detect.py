@@ -32,7 +32,7 @@ class EnvInfo:
     dockerfile: Optional[Path]
 
 
-def inspect_env_dir(env_path: "str | os.PathLike[str]") -> EnvInfo:
+def inspect_env_dir(env_path: str | os.PathLike[str]) -> EnvInfo:
     """Parse ``env_path/env.py`` (and its Dockerfile) and classify it."""
     path = Path(env_path).expanduser()
     if not path.is_dir():

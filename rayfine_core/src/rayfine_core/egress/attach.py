@@ -76,7 +76,7 @@ class EgressAttachment:
     socket_path: str
     policy: EgressPolicy
     proxy: Optional[EgressProxy] = None  # None: served by a detached process
-    process: Optional["subprocess.Popen[bytes]"] = None
+    process: Optional[subprocess.Popen[bytes]] = None
 
     def stats(self) -> Optional[EgressStats]:
         """Counters so far; None when a detached process serves it (its log has them)."""
@@ -129,7 +129,7 @@ def attach(
 
 def spawn_server(
     socket_path: str, policy: EgressPolicy, env_id: str, log_path: Path
-) -> "subprocess.Popen[bytes]":
+) -> subprocess.Popen[bytes]:
     """Start ``python -m rayfine_core.egress serve`` in its own session; wait until it is ready."""
     command = [
         sys.executable,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from pathlib import Path
 from typing import Iterable, Mapping, Protocol, Union
 
 from ..errors import ValidationError
@@ -92,7 +93,7 @@ def from_hosts_file(path: str, fallback: Resolver) -> StaticResolver:
     """
     table: dict[str, list[str]] = {}
     try:
-        text = open(path).read()
+        text = Path(path).read_text()
     except OSError as exc:
         raise ValidationError(f"RAYFINE_EGRESS_HOSTS: cannot read {path}: {exc.strerror}") from None
     for line in text.splitlines():

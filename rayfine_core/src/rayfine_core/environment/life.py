@@ -38,9 +38,9 @@ from .. import errors
 from ..egress.stats import EgressStats
 from ..plugins.hookspecs import CallInfo
 from ..plugins.manager import get_manager
+from ..runtime import labels
 from ..runtime.base import Runtime, engine_timeout
 from ..runtime.reaper import reap_in_background
-from ..runtime import labels
 from ..runtime.types import (
     ContainerHandle,
     ContainerState,

@@ -12,6 +12,6 @@ if os.environ.get("RAYFINE_EGRESS_SOCKET"):  # egress=[...]: the way out, before
 
     egress_forward.start_from_env()
 
-from rayfine_server.__main__ import main  # noqa: E402
+from rayfine_server.__main__ import main
 
 main()

@@ -17,9 +17,9 @@ import contextlib
 from typing import Any, Awaitable, Callable, Generator, Generic, Iterator, Optional, TypeVar
 
 from ..environment import steps
+from ..environment.container import runtime_for
 from ..environment.life import Life
 from ..environment.options import EnvOptions
-from ..environment.container import runtime_for
 from .fleet import Fleet
 from .members import PoolStatus
 from .progress import Bar, ProgressCallback

@@ -236,7 +236,7 @@ class Fleet:
         :raises StartError: (or the start's own error) starts keep failing.
         """
         wanted = self.settings.target if count is None else count
-        if not isinstance(wanted, int) or isinstance(wanted, bool) or not 0 <= wanted:
+        if not isinstance(wanted, int) or isinstance(wanted, bool) or not wanted >= 0:
             raise errors.ValidationError(f"count must be a whole number >= 0, got {count!r}.")
         if wanted > self.settings.target:
             raise errors.ValidationError(

@@ -106,7 +106,7 @@ def limit_options(limits: Limits) -> dict[str, Any]:
 
 
 def published_port(
-    runtime: "Runtime", container_id: str, attrs: Mapping[str, Any], request: StartRequest
+    runtime: Runtime, container_id: str, attrs: Mapping[str, Any], request: StartRequest
 ) -> int:
     """The host port ``request.container_port`` is published on, from the container's inspect data.
 
@@ -137,9 +137,8 @@ def unreachable_error(exc: BaseException) -> Optional[errors.EngineUnavailableEr
         seen = seen.__cause__ or seen.__context__
     for error in chain:
         kind = f"{type(error).__module__}.{type(error).__name__}"
-        if (
-            isinstance(error, (ConnectionError, TimeoutError))
-            or kind.startswith(("requests.exceptions.", "urllib3.exceptions."))
+        if isinstance(error, (ConnectionError, TimeoutError)) or (
+            kind.startswith(("requests.exceptions.", "urllib3.exceptions."))
             and any(
                 word in kind for word in ("Connection", "Timeout", "Protocol", "ChunkedEncoding")
             )

@@ -156,7 +156,7 @@ class ProcessRuntime(Runtime):
         if command and command[0] in ("python3", "python"):
             command[0] = sys.executable
         container_id = secrets.token_hex(16)
-        log = open(_log_path(container_id), "wb")
+        log = open(_log_path(container_id), "wb")  # noqa: SIM115 - the child writes it; closed below
         try:
             process = subprocess.Popen(
                 command,

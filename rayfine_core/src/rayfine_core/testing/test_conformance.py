@@ -107,7 +107,7 @@ def test_list_methods_reports_signatures_and_docs(sink):
 
 
 def test_unknown_method(sink):
-    with pytest.raises(errors.MethodNotFoundError, match="available:.*add"):
+    with pytest.raises(errors.MethodNotFoundError, match=r"available:.*add"):
         sink.nope()
     with pytest.raises(AttributeError):
         sink._private()
@@ -486,7 +486,7 @@ def test_published_port_is_loopback_only(
 def _listeners(port: int) -> set[str]:
     """Local addresses with a listening TCP socket on ``port`` (from /proc, no traffic)."""
     found = set()
-    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
@@ -577,7 +577,7 @@ def test_session_capacity_and_idle_expiry(rayfine_image, rayfine_load):
 def test_unknown_sessions_are_refused(episodes):
     from rayfine_core.environment.sessions import Session
 
-    made_up = Session(episodes._life, "no-such-session", episodes._life._current)  # noqa: SLF001
+    made_up = Session(episodes._life, "no-such-session", episodes._life._current)
     with pytest.raises(errors.UnknownSessionError):
         made_up.step(1)
 

@@ -276,7 +276,9 @@ def _connect_unix_blocking(path: str, timeout: float) -> socket.socket:
         except BlockingIOError:
             sock.close()
             if time.monotonic() + delay > deadline:
-                raise socket.timeout(f"the server's accept backlog stayed full for {timeout:g}s")
+                raise socket.timeout(
+                    f"the server's accept backlog stayed full for {timeout:g}s"
+                ) from None
         except (ConnectionRefusedError, FileNotFoundError) as exc:
             sock.close()
             raise _ConnectFailed(exc.errno, str(exc)) from exc

@@ -24,9 +24,8 @@ import logging
 import signal
 from typing import Any, Optional
 
-from rayfine_core.runtime.base import Runtime
-
 from rayfine_core import errors
+from rayfine_core.runtime.base import Runtime
 
 from ..messages import API, error_of_exception
 from . import asgi, images, lifecycle, proxy, routes
@@ -166,7 +165,7 @@ class Gateway:
         self.tokens = tokens
         gone = [env for env in self.table.all() if env.client not in tokens.clients]
         for env in gone:
-            asyncio.ensure_future(lifecycle.stop(self, env, 0.0, "client removed"))
+            lifecycle.in_background(lifecycle.stop(self, env, 0.0, "client removed"))
         self.audit.log("tokens_reloaded", clients=len(tokens.clients), stopping=len(gone))
 
     def client_named(self, name: str) -> Optional[Client]:

@@ -31,7 +31,7 @@ class Audit:
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o600, exist_ok=True)
-            self._file = open(path, "a", buffering=1)
+            self._file = open(path, "a", buffering=1)  # noqa: SIM115 - open for the log's life
         self._lock = threading.Lock()
         self._window_start = 0.0
         self._window_count = 0

@@ -72,13 +72,17 @@ class GatewayConfig:
             raise ValidationError("The lease timeout must be a positive number of seconds.")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValidationError("Give both --tls-cert and --tls-key, or neither.")
-        if not self.tls and self.unix_socket is None and not _loopback(self.host):
-            if not self.insecure_bind:
-                raise ValidationError(
-                    f"Refusing plain HTTP on {self.host}: tokens would cross the network in"
-                    " clear. Drop --no-tls (a self-signed certificate is made for you), or add"
-                    " --insecure-bind if a TLS-terminating proxy stands in front."
-                )
+        if (
+            not self.tls
+            and self.unix_socket is None
+            and not _loopback(self.host)
+            and not self.insecure_bind
+        ):
+            raise ValidationError(
+                f"Refusing plain HTTP on {self.host}: tokens would cross the network in"
+                " clear. Drop --no-tls (a self-signed certificate is made for you), or add"
+                " --insecure-bind if a TLS-terminating proxy stands in front."
+            )
 
     @property
     def state(self) -> Path:

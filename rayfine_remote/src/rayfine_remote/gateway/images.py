@@ -17,9 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from rayfine_core.runtime.types import BuildRequest, check_reference
-
 from rayfine_core import errors
+from rayfine_core.runtime.types import BuildRequest, check_reference
 
 from ..messages import error_of_exception
 from . import asgi, policy

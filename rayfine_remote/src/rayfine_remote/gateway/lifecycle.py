@@ -15,10 +15,9 @@ import json
 import logging
 from typing import TYPE_CHECKING, Awaitable
 
+from rayfine_core import errors
 from rayfine_core.runtime.types import StartRequest
 from rayfine_core.transport.client import AsyncClient
-
-from rayfine_core import errors
 
 from .. import messages
 from . import asgi, policy
@@ -153,11 +152,23 @@ async def reap_expired(gateway: Gateway) -> None:
         await asyncio.sleep(every)
         for env in gateway.table.expired():
             if env.stopping is None or env.stopping.done():  # a failed stop is retried
-                asyncio.ensure_future(_quietly(stop(gateway, env, 0.0, "lease expired")))
+                in_background(stop(gateway, env, 0.0, "lease expired"))
+
+
+_background: set[asyncio.Future[None]] = set()  # the loop keeps only weak references
+
+
+def in_background(stopping: Awaitable[None]) -> None:
+    """Run a stop without awaiting it; its failure is logged, never lost with the task."""
+    task = asyncio.ensure_future(_quietly(stopping))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 async def _quietly(stopping: Awaitable[None]) -> None:
     try:
         await stopping
     except errors.RayfineError as exc:
-        log.warning("rayfine gateway: a lease-expired stop failed (retried): %s", exc)
+        log.warning(
+            "rayfine gateway: a background stop failed (a lease-expired one is retried): %s", exc
+        )

@@ -7,10 +7,9 @@ import json
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import parse_qs
 
+from rayfine_core import errors
 from rayfine_core.runtime import labels as label_keys
 from rayfine_core.runtime.types import ContainerRecord
-
-from rayfine_core import errors
 
 from .. import messages
 from . import asgi, lifecycle, logstream

@@ -114,7 +114,7 @@ class Served:
 
 
 def _lock(path: Path) -> IO[str]:
-    handle = open(path, "a+")
+    handle = open(path, "a+")  # noqa: SIM115 - held while the gateway runs (its lock)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
