@@ -18,6 +18,8 @@ MEMBERS=(rayfine_core rayfine_docker rayfine_podman rayfine_kubernetes rayfine_r
 # Out-of-tree distributions installed too: the third-party plugin example is
 # tested (tests/test_third_party_plugin.py, conformance --rayfine-runtime example).
 EXTRAS=(examples/rayfine-example-runtime)
+# A member's own extras the tests need: the gateway (`rayfine serve`) is tested.
+extras_of() { case "$1" in rayfine_remote) echo "[gateway]" ;; esac; }
 DEV_TOOLS=(pytest pytest-timeout pytest-cov hypothesis httpx mypy ruff h11 "packaging>=26.3" hatchling)
 
 # --- (a) .venv with the workspace installed editable -------------------------
@@ -47,14 +49,14 @@ editable=()
 manifests=(pyproject.toml)
 for member in "${MEMBERS[@]}" "${EXTRAS[@]}"; do
     if [ -f "$member/pyproject.toml" ]; then
-        editable+=(-e "./$member")
+        editable+=(-e "./$member$(extras_of "$member")")
         manifests+=("$member/pyproject.toml")
     fi
 done
 # Skip pip when no manifest changed since the last successful install
 # (editable installs pick up source edits by themselves).
 stamp_file=.venv/.rayfine-installed
-stamp="$(cat "${manifests[@]}" <(printf '%s\n' "${DEV_TOOLS[@]}") | sha256sum)"
+stamp="$(cat "${manifests[@]}" <(printf '%s\n' "${editable[@]}" "${DEV_TOOLS[@]}") | sha256sum)"
 if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ]; then
     log ".venv up to date (${editable[*]:-no workspace member} ${DEV_TOOLS[*]})"
 else

@@ -44,7 +44,10 @@ ensure_venv() {  # echo the venv for interpreter $1, creating it when its key ch
         rm -rf "$venv"
         log "creating $venv"
         local editable=() output="$CACHE/install-$key.log"
-        for member in "${MEMBERS[@]}"; do editable+=(-e "./$member"); done
+        for member in "${MEMBERS[@]}"; do
+            [ "$member" = rayfine_remote ] && member="rayfine_remote[gateway]"  # the gateway is tested
+            editable+=(-e "./$member")
+        done
         mkdir -p "$CACHE"
         if ! { "$python" -m venv "$venv" && "$venv/bin/python" -m pip install -q \
                 --disable-pip-version-check --timeout 60 "${editable[@]}" "${DEV_TOOLS[@]}"; \

@@ -48,23 +48,6 @@ def test_start_call_and_cleanup(kitchen):
     env.cleanup()  # idempotent
 
 
-def test_no_start_once_the_exit_stop_has_begun(kitchen, monkeypatch):
-    """A thread starting an environment while the process exits gets a StartError, not an
-    orphan container the exit stop missed."""
-    from rayfine_core.environment import registry
-
-    monkeypatch.setattr(registry, "_exiting", False)  # restored after the test
-    env = rf.load_env(kitchen, runtime="process")
-    handle = env.handle
-    assert registry.stop_all("exit") == 1 and env.closed
-    assert process().health(handle.id).status == "removed"
-    before = process().list_containers({})
-    with pytest.raises(errors.StartError, match="exiting"):
-        rf.load_env(kitchen, runtime="process")
-    assert process().list_containers({}) == before  # nothing was started
-    assert rf.list_active_environments() == []
-
-
 def test_typed_errors_of_calls(kitchen):
     with rf.load_env(kitchen, runtime="process") as env:
         with pytest.raises(errors.RemoteException) as info:

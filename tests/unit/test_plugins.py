@@ -203,3 +203,13 @@ def test_shutdown_stops_environments_before_closing_runtimes():
     finally:
         unregister(name)
         reset()
+
+
+def test_a_reset_stops_environments_yet_admits_new_starts(kitchen):
+    """Only the interpreter's exit closes the registry for good; a manager reset does not."""
+    env = rf.load_env(kitchen, runtime="process")
+    reset()
+    assert env.closed
+    with rf.load_env(kitchen, runtime="process") as again:
+        assert again.is_ready()
+    assert rf.list_active_environments() == []

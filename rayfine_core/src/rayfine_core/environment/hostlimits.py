@@ -26,9 +26,7 @@ up to ``RAYFINE_HOST_WAIT`` seconds (default 300), then raises
 holding it and the variable that raises it.  Each process counts everyone's
 slots against its own settings, so processes should agree on them.  A
 restart after a container death keeps its running slot and takes no start
-slot.  Once an environment is stopped for interpreter exit (at exit or on
-SIGTERM/SIGHUP), this process admits no more starts: nothing it starts then
-could be cleaned up.
+slot.  (Once the exit stop begins, the registry refuses new starts.)
 """
 
 from __future__ import annotations
@@ -115,7 +113,6 @@ _owners: dict[str, dict[str, tuple[int, int]]] = {}  # owner -> kind -> (descrip
 _full_until: dict[int, float] = {}  # descriptor -> skip scanning until (monotonic)
 _admitting: set[str] = set()
 _cancelled: set[str] = set()  # released while admit() waited: it must give up
-_exiting = False
 
 
 def _file(kind: str) -> int:
@@ -185,14 +182,9 @@ def admit(owner: str) -> Flow[None]:
     """Wait for ``owner``'s running slot, start slot and rate-limit turn.
 
     :raises CapacityError: a limit stayed reached for ``RAYFINE_HOST_WAIT`` seconds.
-    :raises EnvironmentClosedError: this process is exiting.
     :raises ValidationError: a ``RAYFINE_HOST_*`` variable is malformed.
     """
     limits = current()
-    if _exiting:
-        raise errors.EnvironmentClosedError(
-            "This process is exiting (its environments are being stopped); it starts no more."
-        )
     deadline = time.monotonic() + limits.wait
     with _lock:
         _admitting.add(owner)
@@ -217,11 +209,8 @@ def started(owner: str) -> None:
     _give_back(owner, STARTS)
 
 
-def release(owner: str, reason: str = "cleanup") -> None:
-    """``owner`` was stopped: free all its slots.  ``reason="exit"`` closes admission for good."""
-    global _exiting
-    if reason == "exit":
-        _exiting = True
+def release(owner: str) -> None:
+    """``owner`` was stopped: free all its slots."""
     with _lock:
         if owner in _admitting:
             _cancelled.add(owner)
@@ -341,7 +330,7 @@ def _full_message(kind: str, limit: int, limits: HostLimits) -> str:
 
 def _after_fork_in_child() -> None:
     """A child holds none of its parent's locks (the kernel does not copy them): forget them."""
-    global _lock, _exiting
+    global _lock
     _lock = threading.RLock()
     for fd in _held:
         _held[fd] = set()
@@ -349,7 +338,6 @@ def _after_fork_in_child() -> None:
     _owners.clear()
     _admitting.clear()
     _cancelled.clear()
-    _exiting = False
 
 
 if hasattr(os, "register_at_fork"):

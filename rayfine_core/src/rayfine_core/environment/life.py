@@ -162,7 +162,7 @@ class Life:
             self._state = State.STARTING
         try:
             registry.add(self)
-        except errors.StartError:
+        except errors.EnvironmentClosedError:
             with self._lock:
                 self._state = State.CLOSED
             raise
@@ -622,7 +622,7 @@ class Life:
                 return
             self._state = State.CLOSED
         registry.discard(self.env_id)
-        hostlimits.release(self.env_id, reason)
+        hostlimits.release(self.env_id)
         if self._state_file is not None:
             self._state_file.unlink(missing_ok=True)
         if container is not None and container.handle is not None:

@@ -27,8 +27,8 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Optional
 
-from ..errors import StartError, UnknownEnvironmentError
-from ..plugins.manager import get_manager
+from ..errors import EnvironmentClosedError, UnknownEnvironmentError
+from ..plugins.manager import get_manager, interpreter_exiting
 
 if TYPE_CHECKING:
     from .life import Life
@@ -45,14 +45,14 @@ SIGNALS = tuple(
 def add(life: Life) -> None:
     """Track a starting environment, so that exit and signals stop it.
 
-    :raises StartError: the process is exiting (its exit stop has begun); a start now
-        would leave a container behind.
+    :raises EnvironmentClosedError: the process is exiting (its exit stop has begun); a
+        start now would leave a container behind.
     """
     with _lock:
         if _exiting:
-            raise StartError(
-                "This process is exiting (interpreter exit or a signal): no environment can"
-                " start now."
+            raise EnvironmentClosedError(
+                "This process is exiting (interpreter exit or a signal): it starts no more"
+                " environments."
             )
         _active[life.env_id] = life
     get_manager().before_shutdown(_stop_at_exit)
@@ -107,7 +107,8 @@ def stop_all(reason: str = "cleanup") -> int:
 
 
 def _stop_at_exit() -> None:
-    stop_all("exit")
+    # The manager also shuts down when tests reset it: only a real exit closes the gate.
+    stop_all("exit" if interpreter_exiting() else "cleanup")
 
 
 # -- signals ---------------------------------------------------------------------------------

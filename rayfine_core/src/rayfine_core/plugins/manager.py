@@ -289,7 +289,17 @@ def get_manager() -> Manager:
     return manager
 
 
+_interpreter_exiting = False
+
+
+def interpreter_exiting() -> bool:
+    """True once the interpreter's exit has begun (the shutdown at exit is running)."""
+    return _interpreter_exiting
+
+
 def _shutdown() -> None:
+    global _interpreter_exiting
+    _interpreter_exiting = True
     if _manager is not None:
         _manager.shutdown()
 
