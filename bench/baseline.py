@@ -1,8 +1,10 @@
 """The baselines Rayfine is measured against: the same image, without Rayfine.
 
-A *bare* container runs the image with its command replaced by a minimal
-uvicorn app (FastAPI, or raw ASGI for the floor) that imports the same
-``env.py`` and serves ``POST /call`` by calling the Actor directly.  It is
+A *bare* container runs the same image, plus FastAPI and uvicorn (Rayfine's
+images carry neither: its server is standard library only), with its
+command replaced by a minimal uvicorn app (FastAPI, or raw ASGI for the
+floor) that imports the same ``env.py`` and serves ``POST /call`` by calling
+the Actor directly: how affinetes serves an env.  It is
 started with the docker SDK exactly as the docker runtime starts Rayfine's
 (same call, capabilities dropped, no-new-privileges) and carries Rayfine's
 ownership labels, so the orphan reaper removes it should this process be
@@ -16,16 +18,18 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
-from rayfine_core import lifecycle
-from rayfine_core.client import Client
-from rayfine_core.types import Endpoint
+from rayfine_core.build.wheelhouse import ensure_wheels
+from rayfine_core.runtime.reaper import owner_labels
+from rayfine_core.runtime.types import Endpoint
+from rayfine_core.transport.client import Client
 
 APP = r"""
 import json, os, sys
-sys.path[:0] = ["/opt/rayfine/site", "/app"]
+sys.path[:0] = ["/opt/bare-site", "/app"]
 import uvicorn
 import env
 
@@ -67,6 +71,29 @@ else:
 where = {"uds": "/run/bare/server.sock"} if os.environ["BARE_UDS"] == "1" else {"host": "0.0.0.0", "port": 8000}
 uvicorn.run(app, log_level="warning", access_log=False, loop="asyncio", http="h11", lifespan="off", **where)
 """
+
+
+BARE_DOCKERFILE = """FROM {base}
+USER root
+COPY wheels /tmp/bare-wheels
+COPY install_wheels.py /tmp/install_wheels.py
+RUN python3 /tmp/install_wheels.py /tmp/bare-wheels /opt/bare-site \\
+    && rm -rf /tmp/bare-wheels /tmp/install_wheels.py
+USER {user}
+"""
+
+
+def build_bare_image(docker: Any, base: str, tag: str) -> None:
+    """``base`` plus FastAPI, uvicorn and theirs (the pinned wheels Rayfine keeps on the host)."""
+    wheels = ensure_wheels()
+    user = docker.images.get(base).attrs["Config"].get("User") or "root"
+    with tempfile.TemporaryDirectory(prefix="rayfine-bench-bare-") as context:
+        root = Path(context)
+        shutil.copytree(wheels, root / "wheels", ignore=shutil.ignore_patterns(".complete"))
+        installer = resources.files("rayfine_core.image").joinpath("install_wheels.py")
+        (root / "install_wheels.py").write_text(installer.read_text())
+        (root / "Dockerfile").write_text(BARE_DOCKERFILE.format(base=base, user=user))
+        docker.images.build(path=context, tag=tag, rm=True, forcerm=True)
 
 
 @dataclass
@@ -128,12 +155,17 @@ def start_container(
         command=command,
         detach=True,
         name=f"rayfine-bench-bare-{secrets.token_hex(4)}",
-        labels=lifecycle.ownership_labels(secrets.token_hex(6)),
+        labels=owner_labels(secrets.token_hex(6), "docker"),
         cap_drop=["ALL"],
         security_opt=["no-new-privileges:true"],
         **extra,
     )
     return bare
+
+
+def base_url(endpoint: Endpoint) -> str:
+    """The base URL httpx is given for ``endpoint`` (any host name over a Unix socket)."""
+    return "http://rayfine" if endpoint.unix_socket else f"http://{endpoint.host}:{endpoint.port}"
 
 
 def wait_until_ready(bare: Bare, timeout: float = 60.0) -> None:
@@ -143,7 +175,7 @@ def wait_until_ready(bare: Bare, timeout: float = 60.0) -> None:
     try:
         while time.monotonic() < deadline:
             try:
-                if client.get("/health", timeout=2.0).status_code == 200:
+                if client.request("GET", "/health", timeout=2.0).status_code == 200:
                     return
             except Exception:
                 pass  # not listening yet

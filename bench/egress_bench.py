@@ -43,16 +43,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from egress.netns import FakeInternet, can_create  # noqa: E402
-from measure import Row, print_table, us  # noqa: E402
-from rayfine_core.egress import EgressPolicy, container_env  # noqa: E402
-from rayfine_core.egress.isolation import (  # noqa: E402
+from egress.netns import FakeInternet, can_create
+from measure import Row, print_table, us
+
+from rayfine_core.egress import EgressPolicy, container_env
+from rayfine_core.egress.isolation import (
     check_started_under_gvisor,
     docker_create_options,
     gvisor_available,
     podman_service_url,
 )
-from rayfine_core.image import egress_forward  # noqa: E402
+from rayfine_core.image import egress_forward
 
 IMAGE = "rayfine/python:3.11-bookworm"
 PODMAN_SOCKET = "unix:///run/podman/podman.sock"

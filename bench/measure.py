@@ -102,6 +102,12 @@ def mib(n_bytes: Optional[float]) -> str:
     return "n/a" if n_bytes is None else f"{n_bytes / 2**20:.1f} MiB"
 
 
+def _ratio(ratio: Optional[float]) -> str:
+    if ratio is None:
+        return ""
+    return f"{ratio:.2f}x" if ratio >= 0.01 else f"1/{1 / ratio:,.0f}"
+
+
 def print_table(rows: list[Row]) -> None:
     headers = ("measurement", "rayfine", "baseline", "ratio", "target", "met")
     cells = [
@@ -109,14 +115,14 @@ def print_table(rows: list[Row]) -> None:
             f"{r.section} {r.what}",
             r.rayfine,
             r.baseline,
-            "" if r.ratio is None else f"{r.ratio:.2f}x",
+            _ratio(r.ratio),
             r.target,
             r.verdict,
         )
         for r in rows
     ]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     print(line.format(*headers))
     print(line.format(*("-" * w for w in widths)))
     for c in cells:

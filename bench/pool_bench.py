@@ -43,9 +43,10 @@ from typing import Any, Callable, Optional
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import rayfine_core as rf  # noqa: E402
-from measure import Row, in_flight, print_table, rate  # noqa: E402
-from rayfine_core.testing.envs import ENVS  # noqa: E402
+from measure import Row, in_flight, print_table, rate
+
+import rayfine_core as rf
+from rayfine_core.testing.envs import ENVS
 
 IMAGE = "pools-bench-kitchen:latest"
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -209,7 +210,7 @@ async def concurrent_acquires(args: argparse.Namespace, rounds: int, n: int = 20
         groups: list[float] = []
         try:
 
-            async def episode_start() -> rf.AsyncEnvironment:
+            async def episode_start(pool: rf.AsyncPool = pool) -> rf.AsyncEnvironment:
                 env = await pool.acquire(timeout=300)
                 await env.add(1)
                 return env
@@ -295,7 +296,7 @@ def episodes(args: argparse.Namespace) -> list[Row]:
     for loops in args.loops:
         waits: list[float] = []
         with rf.load_pool(IMAGE, 8, runtime=args.runtime, name="bench-r") as pool:
-            pooled = _loop(duration, loops, lambda: _pool_episode(pool, calls, work, waits))
+            pooled = _loop(duration, loops, lambda w=waits: _pool_episode(pool, calls, work, w))
         cold = _loop(duration, loops, lambda: _cold_episode(args.runtime, calls, work))
         what = "one trainer loop" if loops == 1 else f"{loops} trainer loops"
         rows.append(

@@ -32,9 +32,9 @@ from typing import Any, Callable, Optional
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from measure import Row, Sample, in_flight, print_table, rate, sequential, us  # noqa: E402
+from measure import Row, Sample, in_flight, print_table, rate, sequential, us
 
-import rayfine_core as rf  # noqa: E402
+import rayfine_core as rf
 
 IMAGE = "rayfine-bench-remote-echo:latest"
 TARGET = 1.5

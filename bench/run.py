@@ -7,7 +7,10 @@ Needs a running Docker engine (see scripts/bootstrap.sh).  It builds
 ``bench/envs/echo`` (methods that do no work, so only overhead is measured)
 and prints one table: (a) cold start, (b) per-call latency and throughput
 over a Unix socket and TCP, (c) 20 environments started at once, (d) an
-unchanged rebuild.  Ratios are Rayfine's cost over the baseline's (for
+unchanged rebuild, (e) a session against a fresh container per episode,
+(f) gVisor against runc, (g) podman against docker.  The baseline of (a)-(c)
+is the same image served the way affinetes serves an env: uvicorn + FastAPI
+calling the Actor, no Rayfine.  Ratios are Rayfine's cost over the baseline's (for
 rates: the baseline's rate over Rayfine's), so lower is better and 1.00x
 means no overhead.  Every container it starts is removed on exit, Ctrl-C
 and SIGTERM; traffic goes only to the containers it started.
@@ -30,17 +33,25 @@ from typing import Any, Optional
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import httpx  # noqa: E402
+import httpx
+from baseline import (
+    Bare,
+    base_url,
+    build_bare_image,
+    start_bare,
+    start_container,
+    wait_until_ready,
+)
+from measure import Row, Sample, in_flight, median_of, mib, print_table, rate, secs, sequential, us
 
-import rayfine_core as rf  # noqa: E402
-from baseline import Bare, start_bare, start_container, wait_until_ready  # noqa: E402
-from measure import Row, Sample, in_flight, median_of, mib, print_table, rate, secs, sequential, us  # noqa: E402
-from rayfine_core.async_api import max_concurrent_starts  # noqa: E402
-from rayfine_core.client import AsyncClient, Client  # noqa: E402
-from rayfine_core.protocol import encode_call  # noqa: E402
+import rayfine_core as rf
+from rayfine_core.aio import max_concurrent_starts
+from rayfine_core.transport.client import AsyncClient, Client
+from rayfine_core.transport.protocol import encode_call
 
 ENV_DIR = HERE / "envs" / "echo"
 IMAGE = "rayfine-bench-echo:latest"
+BARE_IMAGE = "rayfine-bench-bare:latest"  # IMAGE plus FastAPI and uvicorn
 BODY = encode_call("echo", [1], {}, None)
 JSON = {"content-type": "application/json"}
 BOOTSTRAP_BASE_IMAGE = "rayfine/python:3.11-bookworm"
@@ -53,7 +64,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     )
     parser.add_argument("--envs", type=int, default=20, help="environments started at once in (c)")
     parser.add_argument("--width", type=int, default=64, help="calls in flight in (b)")
-    parser.add_argument("--only", default="abcd", help="sections to run, e.g. --only c")
+    parser.add_argument("--only", default="abcdefg", help="sections to run, e.g. --only c")
     args = parser.parse_args(argv)
     rounds, calls = (2, 400) if args.quick else (5, 2000)
     # SIGTERM ends the run through the finally below (Rayfine's own handler stops its containers first).
@@ -67,6 +78,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     )
     print(f"building {IMAGE} from {ENV_DIR.relative_to(HERE.parent)} (not timed) ...", flush=True)
     rf.build_image_from_env(ENV_DIR, IMAGE, quiet=True)
+    build_bare_image(docker, IMAGE, BARE_IMAGE)
     tracked: list[Bare] = []
     rows: list[Row] = []
     bare_memory: Memory = (None, None)
@@ -80,6 +92,12 @@ def main(argv: Optional[list[str]] = None) -> None:
             rows += many_starts(docker, args.envs, bare_memory, tracked)
         if "d" in args.only:
             rows += rebuild()
+        if "e" in args.only:
+            rows += sessions(rounds)
+        if "f" in args.only:
+            rows += gvisor(rounds, calls)
+        if "g" in args.only:
+            rows += podman(rounds, calls, args.width)
     finally:
         for bare in tracked:
             bare.stop()
@@ -114,9 +132,9 @@ def cold_start(docker: Any, rounds: int, tracked: list[Bare]) -> list[Row]:
         runs["rayfine"].append(elapsed) if round_ else None
         for app in ("fastapi", "asgi"):
             started = time.perf_counter()
-            bare = start_bare(docker, IMAGE, app, "unix", tracked)
+            bare = start_bare(docker, BARE_IMAGE, app, "unix", tracked)
             wait_until_ready(bare)
-            first = Client(bare.endpoint).post("/call", BODY, None)
+            first = Client(bare.endpoint).request("POST", "/call", BODY)
             elapsed = time.perf_counter() - started
             assert first.json() == {"result": 1}, first.content
             runs[app].append(elapsed) if round_ else None
@@ -156,7 +174,7 @@ def per_call(docker: Any, calls: int, width: int, tracked: list[Bare]) -> tuple[
     )
     rows: list[Row] = []
     for transport in ("unix", "tcp"):
-        bare = start_bare(docker, IMAGE, "fastapi", transport, tracked)
+        bare = start_bare(docker, BARE_IMAGE, "fastapi", transport, tracked)
         wait_until_ready(bare)
         with rf.load_env(IMAGE, transport=transport) as env:
             rows += _compare_calls(env, bare, transport, calls, width, full=transport == "unix")
@@ -172,14 +190,14 @@ def _compare_calls(
 ) -> list[Row]:
     hx = httpx.Client(
         transport=httpx.HTTPTransport(uds=bare.endpoint.unix_socket),
-        base_url=bare.endpoint.base_url,
+        base_url=base_url(bare.endpoint),
     )
     lean = Client(bare.endpoint)
     assert hx.post("/call", content=BODY, headers=JSON).json() == {"result": 1} and env.echo(1) == 1
     variants = {
         "rayfine": lambda: env.echo(1),
         "httpx": lambda: hx.post("/call", content=BODY, headers=JSON),
-        "lean": lambda: lean.post("/call", BODY, None),
+        "lean": lambda: lean.request("POST", "/call", BODY),
         "sync method": lambda: env.echo_sync(1),
     }
     seq = _interleaved(
@@ -187,7 +205,7 @@ def _compare_calls(
     )
     hx.close()
     lean.close()
-    flight = asyncio.run(_in_flight_pair(env, bare, calls * 2, width))
+    flight = asyncio.run(_in_flight_pair(transport, bare, calls * 2, width))
     t = "UDS" if transport == "unix" else "TCP"
     ours, raw = seq["rayfine"], seq["httpx"]
     ours_f, raw_f = flight["rayfine"], flight["httpx"]
@@ -296,21 +314,23 @@ def _rotations(names: list[str], blocks: int) -> list[str]:
 
 
 async def _in_flight_pair(
-    env: rf.Environment, bare: Bare, calls: int, width: int
+    transport_name: str, bare: Bare, calls: int, width: int
 ) -> dict[str, Sample]:
     limits = httpx.Limits(max_connections=width * 2, max_keepalive_connections=width * 2)
     transport = httpx.AsyncHTTPTransport(uds=bare.endpoint.unix_socket, limits=limits)
     lean = AsyncClient(bare.endpoint)
     async with (
-        rf.aload_env(IMAGE, transport=env._options.transport) as aenv,
-        httpx.AsyncClient(transport=transport, base_url=bare.endpoint.base_url) as hx,
+        rf.aload_env(IMAGE, transport=transport_name) as aenv,
+        httpx.AsyncClient(transport=transport, base_url=base_url(bare.endpoint)) as hx,
     ):
         runs = {
             "rayfine": lambda: in_flight(lambda: aenv.echo(1), calls // 4, width),
             "httpx": lambda: in_flight(
                 lambda: hx.post("/call", content=BODY, headers=JSON), calls // 4, width
             ),
-            "lean": lambda: in_flight(lambda: lean.post("/call", BODY, None), calls // 4, width),
+            "lean": lambda: in_flight(
+                lambda: lean.request("POST", "/call", BODY), calls // 4, width
+            ),
         }
         try:
             return await _ainterleaved(runs)
@@ -413,9 +433,9 @@ def _bare_many(docker: Any, n: int, bound: int, tracked: list[Bare]) -> float:
     """``n`` bare containers started by ``bound`` threads, each until its first response."""
 
     def one() -> None:
-        bare = start_bare(docker, IMAGE, "fastapi", "unix", tracked)
+        bare = start_bare(docker, BARE_IMAGE, "fastapi", "unix", tracked)
         wait_until_ready(bare)
-        Client(bare.endpoint).post("/call", BODY, None)
+        Client(bare.endpoint).request("POST", "/call", BODY)
 
     return _batch(one, n, bound, tracked)
 
@@ -490,6 +510,138 @@ def rebuild() -> list[Row]:
             value=took if skipped else float("inf"),
         )
     ]
+
+
+# -- (e) sessions -------------------------------------------------------------------------------
+
+
+def sessions(rounds: int, opens: int = 200) -> list[Row]:
+    """A session opened in a running container, against a fresh container, per episode."""
+    print(
+        f"(e) sessions: {opens} opened -> first result -> closed in one container ...", flush=True
+    )
+    fresh = []
+    for round_ in range(rounds + 1):
+        started = time.perf_counter()
+        with rf.load_env(IMAGE) as env:
+            env.echo(1)
+            fresh.append(time.perf_counter() - started) if round_ else None
+    with rf.load_env(IMAGE, max_sessions=opens) as env:
+
+        def episode() -> None:
+            with env.session() as session:
+                session.echo(1)
+
+        sample = sequential(episode, opens, warmup=10)
+    width = asyncio.run(_session_calls(opens, 2000))
+    one = median_of(fresh)
+    return [
+        Row(
+            "(e)",
+            "session open -> first result -> close, median",
+            us(sample.median),
+            f"fresh container {secs(one)}",
+            sample.median / one,
+        ),
+        Row("(e)", "  same, p99", us(sample.p99)),
+        Row("(e)", f"  {opens} sessions open in one container, calls/s over all", rate(width.rate)),
+    ]
+
+
+async def _session_calls(opens: int, calls: int) -> Sample:
+    """``calls`` calls spread over ``opens`` sessions held open at once, one in flight each."""
+    async with rf.aload_env(IMAGE, max_sessions=opens) as env:
+        held = await asyncio.gather(*(env.session() for _ in range(opens)))
+        turn = iter(range(10**9))
+        try:
+            return await in_flight(lambda: held[next(turn) % opens].echo(1), calls, opens)
+        finally:
+            await asyncio.gather(*(session.close() for session in held))
+
+
+# -- (f) gVisor ----------------------------------------------------------------------------------
+
+
+def gvisor(rounds: int, calls: int) -> list[Row]:
+    """isolation="gvisor" (runsc) against the default runc container, same image and engine."""
+    print("(f) isolation='gvisor' vs the default runc container ...", flush=True)
+    cold: dict[str, list[float]] = {"container": [], "gvisor": []}
+    seq: dict[str, Sample] = {}
+    try:
+        for round_ in range(rounds + 1):
+            for isolation in cold:
+                started = time.perf_counter()
+                with rf.load_env(IMAGE, isolation=isolation) as env:
+                    env.echo(1)
+                    cold[isolation].append(time.perf_counter() - started) if round_ else None
+                    if round_ == rounds:
+                        seq[isolation] = sequential(lambda e=env: e.echo(1), calls // 2, warmup=50)
+    except rf.RayfineError as exc:
+        return [Row("(f)", "gVisor", "n/a", f"not measured: {type(exc).__name__}: {exc}"[:90])]
+    runc, runsc = median_of(cold["container"]), median_of(cold["gvisor"])
+    return [
+        Row(
+            "(f)",
+            "gVisor cold start -> first result",
+            secs(runsc),
+            f"runc {secs(runc)}",
+            runsc / runc,
+        ),
+        Row(
+            "(f)",
+            "gVisor UDS sequential median",
+            us(seq["gvisor"].median),
+            f"runc {us(seq['container'].median)}",
+            seq["gvisor"].median / seq["container"].median,
+        ),
+    ]
+
+
+# -- (g) podman ----------------------------------------------------------------------------------
+
+
+def podman(rounds: int, calls: int, width: int) -> list[Row]:
+    """The podman runtime against the docker runtime, same env, same base image."""
+    print("(g) podman runtime vs docker runtime ...", flush=True)
+    try:
+        rf.build_image_from_env(ENV_DIR, IMAGE, quiet=True, runtime="podman")
+    except rf.RayfineError as exc:
+        return [Row("(g)", "podman", "n/a", f"not measured: {type(exc).__name__}: {exc}"[:90])]
+    cold: dict[str, list[float]] = {"podman": [], "docker": []}
+    seq: dict[str, Sample] = {}
+    wide: dict[str, Sample] = {}
+    for round_ in range(rounds + 1):
+        for runtime in cold:
+            started = time.perf_counter()
+            with rf.load_env(IMAGE, runtime=runtime) as env:
+                env.echo(1)
+                cold[runtime].append(time.perf_counter() - started) if round_ else None
+                if round_ == rounds:
+                    seq[runtime] = sequential(lambda e=env: e.echo(1), calls // 2, warmup=50)
+                    wide[runtime] = asyncio.run(_wide(runtime, calls * 2, width))
+    p, d = median_of(cold["podman"]), median_of(cold["docker"])
+    return [
+        Row("(g)", "podman cold start -> first result", secs(p), f"docker {secs(d)}", p / d),
+        Row(
+            "(g)",
+            "podman UDS sequential median",
+            us(seq["podman"].median),
+            f"docker {us(seq['docker'].median)}",
+            seq["podman"].median / seq["docker"].median,
+        ),
+        Row(
+            "(g)",
+            f"podman UDS {width} in flight calls/s",
+            rate(wide["podman"].rate),
+            f"docker {rate(wide['docker'].rate)}",
+            wide["docker"].rate / wide["podman"].rate,
+        ),
+    ]
+
+
+async def _wide(runtime: str, calls: int, width: int) -> Sample:
+    async with rf.aload_env(IMAGE, runtime=runtime) as env:
+        return await in_flight(lambda: env.echo(1), calls, width)
 
 
 if __name__ == "__main__":
