@@ -2,7 +2,7 @@
 # The benchmark, from a fresh machine: set everything up (like the other two
 # scripts), then print Rayfine's numbers beside the same work done without it.
 #
-#   bash scripts/bench.sh [--quick] [--only abcd] [--envs N] [--width N]
+#   bash scripts/bench.sh [--quick] [--only abcdefg] [--envs N] [--width N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
