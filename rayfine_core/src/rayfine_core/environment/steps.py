@@ -29,6 +29,7 @@ from ..transport.dialects import Request
 from ..transport.wire import Response
 
 T = TypeVar("T")
+S = TypeVar("S")  # a step type: Step, or a superset of it (pools add Wait)
 ENGINE_THREADS = 64
 """Worker threads for blocking steps of async flows (separate from the loop's default executor)."""
 
@@ -88,6 +89,16 @@ def sleep(seconds: float) -> Flow[None]:
 
 def run(flow: Flow[T]) -> T:
     """Run ``flow`` to its end in this thread and return its result."""
+    return drive(flow, perform)
+
+
+def drive(flow: Generator[S, Any, T], perform_step: Callable[[S], Any]) -> T:
+    """Run ``flow`` to its end in this thread, each step by ``perform_step``.
+
+    A step's result is sent back into the flow, its exception thrown in (the
+    flow decides; it re-raises what it does not handle).  A layer above may add
+    steps of its own by passing a ``perform_step`` that handles them.
+    """
     value: Any = None
     error: Optional[BaseException] = None
     while True:
@@ -97,12 +108,13 @@ def run(flow: Flow[T]) -> T:
             return cast(T, stop.value)
         value, error = None, None
         try:
-            value = _perform(step)
-        except BaseException as exc:  # the flow decides; it re-raises what it does not handle
+            value = perform_step(step)
+        except BaseException as exc:
             error = exc
 
 
-def _perform(step: Step) -> Any:
+def perform(step: Step) -> Any:
+    """Perform one step in this thread; return what the flow is sent."""
     if isinstance(step, Http):
         request = step.request
         return step.channel.client().request(
@@ -119,6 +131,11 @@ def _perform(step: Step) -> Any:
 
 async def arun(flow: Flow[T]) -> T:
     """Run ``flow`` to its end without blocking the event loop."""
+    return await adrive(flow, aperform)
+
+
+async def adrive(flow: Generator[S, Any, T], perform_step: Callable[[S], Awaitable[Any]]) -> T:
+    """:func:`drive` on the event loop (a CancelledError too is thrown into the flow)."""
     value: Any = None
     error: Optional[BaseException] = None
     while True:
@@ -128,12 +145,13 @@ async def arun(flow: Flow[T]) -> T:
             return cast(T, stop.value)
         value, error = None, None
         try:
-            value = await _aperform(step)
-        except BaseException as exc:  # including CancelledError: the flow cleans up, re-raises
+            value = await perform_step(step)
+        except BaseException as exc:
             error = exc
 
 
-async def _aperform(step: Step) -> Any:
+async def aperform(step: Step) -> Any:
+    """Perform one step without blocking the event loop."""
     if isinstance(step, Http):
         request, watch = step.request, step.watch
         awatch = None if watch is None else (lambda: in_thread(watch))
