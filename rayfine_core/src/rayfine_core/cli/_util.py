@@ -68,6 +68,27 @@ def add_runtime_option(
     )
 
 
+def add_env_options(parser: argparse.ArgumentParser) -> None:
+    """``--env K=V`` and ``--env-file FILE`` (both repeatable): the container's variables."""
+    parser.add_argument(
+        "--env",
+        "-e",
+        metavar="K=V",
+        action="append",
+        type=key_value,
+        default=[],
+        help="environment variable for the container; a bare K takes this shell's value (repeatable)",
+    )
+    parser.add_argument(
+        "--env-file",
+        metavar="FILE",
+        type=Path,
+        action="append",
+        default=[],
+        help="read K=V lines from FILE (# comments; values taken literally, like docker)",
+    )
+
+
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from .. import errors
@@ -15,13 +14,13 @@ from ..runtime import labels, reaper
 from ..runtime.types import ContainerRecord
 from ._util import (
     RAW,
+    add_env_options,
     add_json_option,
     add_runtime_option,
     age,
     default_runtime,
     env_file_vars,
     from_host_env,
-    key_value,
     positive_float,
     print_json,
     print_table,
@@ -41,23 +40,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     run.add_argument("image", metavar="IMAGE", help="an image built by `rayfine build`")
     run.add_argument("--name", help="container name (default: rayfine-<image>-<id>)")
-    run.add_argument(
-        "--env",
-        "-e",
-        metavar="K=V",
-        action="append",
-        type=key_value,
-        default=[],
-        help="environment variable for the container; a bare K takes this shell's value (repeatable)",
-    )
-    run.add_argument(
-        "--env-file",
-        metavar="FILE",
-        type=Path,
-        action="append",
-        default=[],
-        help="read K=V lines from FILE (# comments; values taken literally, like docker)",
-    )
+    add_env_options(run)
     add_runtime_option(run)
     run.add_argument(
         "--env-type", choices=["function_based", "http_based"], help="override the image's label"

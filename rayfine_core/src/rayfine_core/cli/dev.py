@@ -37,11 +37,11 @@ from ..transport.channel import Channel
 from ..transport.protocol import decode_json
 from ._util import (
     RAW,
+    add_env_options,
     add_runtime_option,
     default_runtime,
     env_file_vars,
     from_host_env,
-    key_value,
     positive_float,
     status,
 )
@@ -69,18 +69,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     dev.add_argument("env_dir", metavar="ENV_DIR", help="directory holding env.py")
     dev.add_argument("--name", help="container name (default: the directory's name)")
-    dev.add_argument(
-        "--env",
-        "-e",
-        metavar="K=V",
-        action="append",
-        type=key_value,
-        default=[],
-        help="environment variable for the container; a bare K takes this shell's value",
-    )
-    dev.add_argument(
-        "--env-file", metavar="FILE", type=Path, action="append", default=[], help="K=V lines"
-    )
+    add_env_options(dev)
     dev.add_argument("--eager", action="store_true", help="construct the Actor at every (re)start")
     dev.add_argument("--no-logs", action="store_true", help="do not print the container's output")
     dev.add_argument(

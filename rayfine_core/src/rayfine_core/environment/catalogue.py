@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from .. import errors
 from ..runtime.types import EnvType
 from ..transport.protocol import MethodInfo
 from ..transport.signatures import check_arguments, to_signature
+
+CallMethod = Callable[[str, Sequence[Any], Optional[Mapping[str, Any]], Optional[float]], Any]
+"""A face's ``call_method(method, args, kwargs, timeout)``."""
+
+
+def method_caller(
+    call_method: CallMethod, name: str, info: Optional[MethodInfo]
+) -> Callable[..., Any]:
+    """``face.<name>``: runs env method ``name`` through ``call_method`` (blocking or a
+    coroutine function, as ``call_method`` is), named and documented as the method."""
+
+    def remote_method(*args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
+        return call_method(name, args, kwargs, timeout)
+
+    remote_method.__name__ = name
+    remote_method.__doc__ = info.doc if info else None
+    return remote_method
 
 
 class Catalogue:

@@ -44,6 +44,7 @@ from ..errors import RayfineError, UnknownEnvironmentError
 from ..runtime.types import ContainerHandle, EnvType
 from ..transport.protocol import MethodInfo
 from . import registry, sessions, steps
+from .catalogue import method_caller
 from .life import Life, State
 from .sessions import OpeningSession, Session
 
@@ -116,15 +117,7 @@ class _Face:
 
     def _remote(self, name: str) -> Callable[..., Any]:
         """A callable running env method ``name`` (blocking or a coroutine, as the face is)."""
-        call = self.call_method
-
-        def remote_method(*args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
-            return call(name, args, kwargs, timeout)
-
-        info = self._life.catalogue.get(name)
-        remote_method.__name__ = name
-        remote_method.__doc__ = info.doc if info else None
-        return remote_method
+        return method_caller(self.call_method, name, self._life.catalogue.get(name))
 
     def call_method(
         self,

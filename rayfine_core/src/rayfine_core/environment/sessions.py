@@ -16,6 +16,7 @@ from typing import Any, Callable, Generator, Mapping, Optional, Sequence
 
 from ..transport.protocol import MethodInfo
 from . import steps
+from .catalogue import method_caller
 from .container import Container
 from .life import Life
 
@@ -40,15 +41,7 @@ class _SessionFace:
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name.startswith("_"):
             raise AttributeError(name)
-        call = self.call_method
-
-        def remote_method(*args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
-            return call(name, args, kwargs, timeout)
-
-        info = self._life.catalogue.get(name)
-        remote_method.__name__ = name
-        remote_method.__doc__ = info.doc if info else None
-        return remote_method
+        return method_caller(self.call_method, name, self._life.catalogue.get(name))
 
     def call_method(
         self,

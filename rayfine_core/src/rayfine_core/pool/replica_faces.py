@@ -16,6 +16,7 @@ from typing import (
 )
 
 from ..environment import steps
+from ..environment.catalogue import method_caller
 from ..environment.faces import AsyncEnvironment, Environment
 from ..environment.life import Life
 from ..environment.options import EnvOptions
@@ -59,16 +60,9 @@ class _ReplicaFace(FleetFace):
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name.startswith("_"):
             raise AttributeError(name)
-        call = self.call_method
-
-        def remote_method(*args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
-            return call(name, args, kwargs, timeout)
-
         ready = self._ready()
         info = ready[0].life.catalogue.get(name) if ready else None
-        remote_method.__name__ = name
-        remote_method.__doc__ = info.doc if info else None
-        return remote_method
+        return method_caller(self.call_method, name, info)
 
     def call_method(
         self,
