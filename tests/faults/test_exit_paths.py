@@ -89,6 +89,7 @@ def client(body: str, target: tuple[str, str], **env: str) -> subprocess.Popen[s
     code = PRELUDE + f"\nIMAGE = {image!r}\nRUNTIME = {runtime!r}\n" + textwrap.dedent(body)
     return subprocess.Popen(
         [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,  # a client may wait for a line before it ends itself
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, **env},
@@ -120,8 +121,7 @@ def test_client_ending_while_idle_removes_its_environment(target, how):
     body = """
     env = rf.load_env(IMAGE, runtime=RUNTIME)
     report(env_id=env.id)
-    if sys.argv[-1:] == ["exception"]:
-        raise RuntimeError("the client crashed")
+    sys.stdin.readline() if not os.environ["HOW"].startswith("SIG") else None  # seen first
     if os.environ["HOW"] in ("exit", "exception"):
         raise SystemExit(0) if os.environ["HOW"] == "exit" else RuntimeError("crash")
     if os.environ["HOW"] == "sys.exit":
@@ -133,6 +133,10 @@ def test_client_ending_while_idle_removes_its_environment(target, how):
     assert left(env_id, target[0])
     if how.startswith("SIG"):
         proc.send_signal(getattr(signal, how))
+    else:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     proc.wait(30)
     assert wait_until(lambda: not left(env_id, target[0])), f"{how} left the environment behind"
 

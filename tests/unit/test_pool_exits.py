@@ -67,7 +67,11 @@ def _private_run_root(tmp_path_factory, monkeypatch):
 def client(body: str, image: str, **env: str) -> subprocess.Popen[str]:
     code = PRELUDE + f"\nIMAGE = {image!r}\n" + textwrap.dedent(body)
     return subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ, **env}
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,  # a client may wait for a line before it ends itself
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
     )
 
 
@@ -98,6 +102,7 @@ def test_a_pool_with_environments_in_use_leaves_nothing(kitchen, how):
     env = pool.acquire()
     replicas = rf.load_replicas(IMAGE, 2, runtime="process", name="exit-r-" + os.environ["HOW"].lower())
     report(in_use=pool.status().in_use, replicas=len(replicas))
+    sys.stdin.readline() if not os.environ["HOW"].startswith("SIG") else None  # counted first
     if os.environ["HOW"] == "exit":
         sys.exit(0)
     if os.environ["HOW"] == "exception":
@@ -110,6 +115,10 @@ def test_a_pool_with_environments_in_use_leaves_nothing(kitchen, how):
     assert len(left(name)) >= 2 and len(left(f"exit-r-{how.lower()}")) == 2
     if how.startswith("SIG"):
         proc.send_signal(getattr(signal, how))
+    else:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     proc.wait(60)
     for each in (name, f"exit-r-{how.lower()}"):
         assert wait_until(lambda each=each: not left(each)), f"{how} left {left(each)}"
