@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 import types
 from pathlib import Path
@@ -80,6 +81,7 @@ def tiny(tmp_path: Path):
             name="tiny",
             files=lambda: {"tiny_server.py": script},
             command=("python3", "/opt/rayfine/site/tiny_server.py"),
+            description="a tiny server for tests",
         )
 
     name = register(types.SimpleNamespace(rayfine_servers=rayfine_servers), name="tiny-server")
@@ -94,6 +96,22 @@ def test_rayfines_own_server_is_a_plugin():
     files = spec.files()
     assert "rayfine_server/__main__.py" in files and "rayfine_start.py" in files
     assert "rayfine_server/plugin.py" not in files  # host-side only, never in an image
+
+
+def test_rayfine_plugins_lists_the_servers_with_their_plugins(tiny, capsys):
+    from rayfine_core.cli import main
+
+    assert main(["plugins", "--json"]) == 0
+    servers = {s["server"]: s for s in json.loads(capsys.readouterr().out)["servers"]}
+    assert servers["python"]["distribution"].startswith("rayfine-server ")
+    assert servers["tiny"] == {
+        "server": "tiny",
+        "plugin": "tiny-server",
+        "distribution": "registered in code",
+        "description": "a tiny server for tests",
+    }
+    assert main(["plugins"]) == 0
+    assert "SERVER (in images)" in capsys.readouterr().out
 
 
 def test_an_unknown_server_lists_the_installed_ones(tmp_path):

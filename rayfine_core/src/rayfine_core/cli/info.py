@@ -43,7 +43,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    registry = get_manager().runtime_registry()
+    manager = get_manager()
     runtimes = [
         {
             "runtime": name,
@@ -51,11 +51,20 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             "distribution": e.distribution,
             "description": e.spec.description,
         }
-        for name, e in sorted(registry.items())
+        for name, e in sorted(manager.runtime_registry().items())
     ]
-    failed = dict(get_manager().load_errors)
+    servers = [
+        {
+            "server": name,
+            "plugin": e.plugin,
+            "distribution": e.distribution,
+            "description": e.spec.description,
+        }
+        for name, e in sorted(manager.server_registry().items())
+    ]
+    failed = dict(manager.load_errors)
     if args.json:
-        print_json({"runtimes": runtimes, "failed": failed})
+        print_json({"runtimes": runtimes, "servers": servers, "failed": failed})
         return 0
     if runtimes:
         print_table(
@@ -64,6 +73,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         )
     else:
         print("No runtimes installed: pip install 'rayfine-core[docker]' (or [podman]).")
+    if servers:
+        print()
+        print_table(
+            ["SERVER (in images)", "PLUGIN", "DISTRIBUTION", "DESCRIPTION"],
+            [[r["server"], r["plugin"], r["distribution"], r["description"]] for r in servers],
+        )
+    else:
+        print("\nNo in-image server installed: pip install rayfine-server.")
     if failed:
         print("\nPlugins that failed to load:")
         for name, reason in sorted(failed.items()):

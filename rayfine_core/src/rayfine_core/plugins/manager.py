@@ -50,6 +50,15 @@ class RuntimeEntry:
     distribution: str
 
 
+@dataclass(frozen=True)
+class ServerEntry:
+    """An in-image server found in the registry, with the plugin that declared it."""
+
+    spec: ServerSpec
+    plugin: str
+    distribution: str
+
+
 CallWrapper = Callable[..., Any]
 """A ``rayfine_call`` implementation: called with ``call=``, returns a generator."""
 
@@ -168,22 +177,30 @@ class Manager:
             return runtime
 
     # -- servers ----------------------------------------------------------------------------
+    def server_registry(self) -> dict[str, ServerEntry]:
+        """Every in-image server declared by every plugin, keyed by name (first one wins)."""
+        found: dict[str, ServerEntry] = {}
+        for impl in self.pm.hook.rayfine_servers.get_hookimpls():
+            try:
+                produced: Any = impl.function()  # a third party may return anything
+                specs = list(produced or ())
+            except Exception as exc:
+                self.load_errors[impl.plugin_name] = f"rayfine_servers() raised {_describe(exc)}"
+                continue
+            where = self._distributions.get(impl.plugin_name, "registered in code")
+            for spec in specs:
+                found.setdefault(spec.name, ServerEntry(spec, impl.plugin_name, where))
+        return found
+
     def server(self, name: str) -> ServerSpec:
         """The in-image server called ``name``.
 
         :raises UnknownServerError: no plugin declares it (lists the installed ones).
         """
-        found: dict[str, ServerSpec] = {}
-        for impl in self.pm.hook.rayfine_servers.get_hookimpls():
-            try:
-                produced: Any = impl.function()
-                for spec in produced or ():
-                    found.setdefault(spec.name, spec)
-            except Exception as exc:
-                self.load_errors[impl.plugin_name] = f"rayfine_servers() raised {_describe(exc)}"
+        found = self.server_registry()
         if name not in found:
             raise UnknownServerError(name, list(found), self.load_errors)
-        return found[name]
+        return found[name].spec
 
     # -- hooks ----------------------------------------------------------------------------
     def modify(self, hook: str, **kwargs: Any) -> None:
