@@ -271,3 +271,49 @@ def test_query_strings_are_ignored_for_routing(sock_path):
     request = request_bytes("GET", "/health?verbose=1", headers={"connection": "close"})
     ((status, _, _),) = responses(raw(sock_path, request))
     assert status == 200
+
+
+class _QuietHost:
+    """Just enough of a server for one connection that is never served."""
+
+    header_timeout, idle_timeout, max_body, shutting_down = 10.0, 75.0, 1 << 20, False
+
+    def touch(self, connection):
+        pass
+
+    def forget(self, connection):
+        pass
+
+    def authorized(self, head):
+        return False
+
+    def refused(self, what, peer):
+        pass
+
+    async def handle(self, request):
+        raise AssertionError("not served in this test")
+
+
+def test_a_request_the_loop_has_not_read_yet_keeps_its_connection_from_eviction():
+    """The kernel holds a request the event loop has not read: evicting that "idle"
+    connection would reset a call the client already sent (seen under load in CI)."""
+    import asyncio
+
+    from rayfine_server.connection import HttpConnection
+
+    async def main() -> tuple[bool, bool]:
+        loop = asyncio.get_running_loop()
+        pairs = [socket.socketpair(), socket.socketpair()]
+        busy, idle = HttpConnection(_QuietHost()), HttpConnection(_QuietHost())
+        try:
+            await loop.connect_accepted_socket(lambda: busy, pairs[0][0])
+            await loop.connect_accepted_socket(lambda: idle, pairs[1][0])
+            assert busy.idle and idle.idle
+            pairs[0][1].sendall(request_bytes("GET", "/health"))  # no await: still unread
+            return busy.close_if_idle(), idle.close_if_idle()
+        finally:
+            busy.expire()  # closes it whatever it holds (not served here)
+            for _, theirs in pairs:
+                theirs.close()
+
+    assert asyncio.run(main()) == (False, True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from typing import Optional, Protocol, Union
 
 from .errors import BAD_REQUEST, INTERNAL_ERROR, OVERLOADED, TOO_LARGE, UNAUTHORIZED, CallError
@@ -370,11 +372,25 @@ class HttpConnection(asyncio.Protocol):
             self._refuse(408, BAD_REQUEST, message)
 
     def close_if_idle(self) -> bool:
-        """Close the connection if no request is being read or served; True if closed."""
-        if self._state == _IDLE:
+        """Close the connection if no request is being read or served; True if closed.
+
+        A request the kernel holds but the loop has not read yet counts: closing then
+        would reset the client's connection under a call it has already sent.
+        """
+        if self._state == _IDLE and not self._unread_bytes():
             self._close()
             return True
         return False
+
+    def _unread_bytes(self) -> bool:
+        raw = self._transport.get_extra_info("socket") if self._transport is not None else None
+        if raw is None:
+            return False
+        try:  # a duplicate descriptor: asyncio's socket wrapper has no recv
+            with socket.socket(raw.family, raw.type, fileno=os.dup(raw.fileno())) as peek:
+                return bool(peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except OSError:  # nothing waiting (EAGAIN), or the peer is gone
+            return False
 
 
 def _kind_of(status: int) -> str:
