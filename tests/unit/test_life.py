@@ -240,6 +240,34 @@ def test_a_failed_cleanup_is_retried_until_it_succeeds(kitchen, flaky):
     assert flaky.health(env.handle.id).status == "removed"
 
 
+class SlowToSchedule(ProcessRuntime):
+    """A runtime whose engine gives up on the start with its own StartTimeout (a cluster
+    that could not schedule the pod in time), after creating nothing."""
+
+    name = "unschedulable"
+
+    def start(self, request):
+        time.sleep(0.2)
+        raise errors.StartTimeout("Job x did not start within 0.2s: no pod was created (test)")
+
+
+def test_a_runtimes_own_start_timeout_reaches_the_caller(kitchen):
+    """On Python >= 3.11 a StartTimeout is also a concurrent.futures.TimeoutError: it must
+    not be taken for "the engine has not finished starting" (seen on Kubernetes in CI)."""
+
+    @rf.hookimpl
+    def rayfine_runtimes():
+        yield rf.RuntimeSpec(name="unschedulable", factory=SlowToSchedule)
+
+    name = register(types.SimpleNamespace(rayfine_runtimes=rayfine_runtimes), name="slow-sched")
+    try:
+        with pytest.raises(errors.StartTimeout, match="no pod was created"):
+            rf.load_env(kitchen, runtime="unschedulable")
+        assert rf.list_active_environments() == []
+    finally:
+        unregister(name)
+
+
 # -- hooks around the life ---------------------------------------------------------------
 
 

@@ -250,15 +250,18 @@ def remove(runtime: Runtime, container: Container, timeout: float) -> None:
     :raises RuntimeFailure: the engine refused to remove it.
     """
     handle = container.handle
-    if handle is None and container._start is not None:
+    start = container._start
+    if handle is None and start is not None:
         try:
-            handle = container._start.result(timeout=2 * engine_timeout() + RETRY_PAUSE)
-        except concurrent.futures.TimeoutError:
-            raise errors.EngineUnavailableError(
-                f"The engine has not finished starting {container.describe()}; try again."
-            ) from None
-        except Exception:  # the start failed; what it may have created is found by label
-            handle = None
+            handle = start.result(timeout=2 * engine_timeout() + RETRY_PAUSE)
+        except Exception:
+            # Still running, or failed. (A failure may itself be a TimeoutError, such as a
+            # runtime's StartTimeout: only the future knows which case this is.)
+            if not start.done():
+                raise errors.EngineUnavailableError(
+                    f"The engine has not finished starting {container.describe()}; try again."
+                ) from None
+            handle = None  # the start failed; what it may have created is found by label
     if handle is not None:
         runtime.stop(handle.id, timeout=timeout)
     elif container._asked and container._start is None:
