@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -177,7 +178,22 @@ def test_unreachable_api_server_fails_fast(tmp_path, k8s_cluster):
     assert time.monotonic() - started < 3
 
 
-def test_missing_runtime_class_or_quota_fails_fast_and_leaves_nothing(rayfine_image, kubectl):
+def _quota_enforced(k8s_cluster: dict[str, str], namespace: str) -> bool:
+    """The API server refuses a pod for the quota (its admission cache lags a new quota)."""
+    command = [k8s_cluster["RAYFINE_K8S_KUBECTL"], "run", "quota-probe", "--image=probe"]
+    command += ["--restart=Never", "--dry-run=server", "-n", namespace]
+    probe = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return "exceeded quota" in probe.stderr
+
+
+def test_missing_runtime_class_or_quota_fails_fast_and_leaves_nothing(
+    rayfine_image, kubectl, k8s_cluster
+):
     """Pods the cluster refuses (quota) or cannot create (a sandbox handler dockershim lacks)."""
     runtime = rf.get_runtime("kubernetes")
     namespace = f"rf-quota-{uuid.uuid4().hex[:6]}"
@@ -185,6 +201,10 @@ def test_missing_runtime_class_or_quota_fails_fast_and_leaves_nothing(rayfine_im
     try:
         kubectl("create", "quota", "nopods", "-n", namespace, "--hard=pods=0")
         kubectl("create", "serviceaccount", "default", "-n", namespace, check=False)
+        deadline = time.monotonic() + 30
+        while not _quota_enforced(k8s_cluster, namespace):  # else a start may slip in first
+            assert time.monotonic() < deadline, "the API server never enforced the new quota"
+            time.sleep(0.2)
         request = StartRequest(
             image=rayfine_image("kitchen-sink"), name="quota", labels={"t": namespace}
         )
