@@ -12,58 +12,16 @@ interrupted at that moment is tested deterministically.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 
+import exit_clients
 import pytest
+from exit_clients import read, wait_until
 
 import rayfine_core as rf
 from rayfine_core.runtime import labels, reaper
-
-PRELUDE = """
-import json, os, signal, sys, threading, time, types
-import rayfine_core as rf
-from rayfine_core.testing.process_runtime import ProcessRuntime
-
-ENGINE = '''
-import pickle, sys, time
-from rayfine_core.testing.process_runtime import ProcessRuntime
-request = pickle.loads(sys.stdin.buffer.read())
-time.sleep(float(sys.argv[1]))
-handle = ProcessRuntime().start(request)
-sys.stdout.buffer.write(pickle.dumps(handle))
-'''
-
-class Slow(ProcessRuntime):
-    # Like a real engine: another process, which creates the container a while after being
-    # asked, whatever happens to the client meanwhile.
-    name = "slow"
-    def start(self, request):
-        import pickle, subprocess
-        line = json.dumps({"starting": request.labels["rayfine.env_id"]}) + "\\n"
-        os.write(1, line.encode())  # one write: starts in several threads must not interleave
-        engine = subprocess.run(
-            [sys.executable, "-c", ENGINE, os.environ.get("SLOW_START", "1.5")],
-            input=pickle.dumps(request), capture_output=True, start_new_session=True,
-        )
-        return pickle.loads(engine.stdout)
-
-@rf.hookimpl
-def rayfine_runtimes():
-    yield rf.RuntimeSpec(name="slow", factory=Slow)
-
-from rayfine_core.plugins import register
-register(types.SimpleNamespace(rayfine_runtimes=rayfine_runtimes), name="slow")
-
-def report(**kw):
-    print(json.dumps(kw), flush=True)
-"""
-
 
 RUNTIMES = [
     pytest.param("process", id="process"),
@@ -86,34 +44,12 @@ def slow_target(process_image) -> tuple[str, str]:
 
 def client(body: str, target: tuple[str, str], **env: str) -> subprocess.Popen[str]:
     runtime, image = target
-    code = PRELUDE + f"\nIMAGE = {image!r}\nRUNTIME = {runtime!r}\n" + textwrap.dedent(body)
-    return subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdin=subprocess.PIPE,  # a client may wait for a line before it ends itself
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **env},
-    )
-
-
-def read(proc: subprocess.Popen[str]) -> dict:
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line, f"the client exited early with {proc.wait()}"
-    return json.loads(line)
+    setup = f"\nIMAGE = {image!r}\nRUNTIME = {runtime!r}\n"
+    return exit_clients.client(setup, body, **{"SLOW_REPORT": "1", **env})
 
 
 def left(env_id: str, runtime: str = "process") -> list:
     return rf.get_runtime(runtime).list_containers({labels.ENV_ID: env_id})
-
-
-def wait_until(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.mark.parametrize("how", ["exit", "exception", "sys.exit", "SIGTERM", "SIGHUP", "SIGINT"])

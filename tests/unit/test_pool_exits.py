@@ -8,55 +8,17 @@ for containers with the pool's label.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 
+import exit_clients
 import pytest
+from exit_clients import read, wait_until
 
 from rayfine_core.pool import POOL_LABEL
 from rayfine_core.runtime import reaper
 from rayfine_core.testing.process_runtime import ProcessRuntime
-
-PRELUDE = """
-import asyncio, json, os, signal, sys, threading, time, types
-import rayfine_core as rf
-from rayfine_core.testing.process_runtime import ProcessRuntime
-
-ENGINE = '''
-import pickle, sys, time
-from rayfine_core.testing.process_runtime import ProcessRuntime
-request = pickle.loads(sys.stdin.buffer.read())
-time.sleep(float(sys.argv[1]))
-handle = ProcessRuntime().start(request)
-sys.stdout.buffer.write(pickle.dumps(handle))
-'''
-
-class Slow(ProcessRuntime):
-    # An engine in another process, creating the container a while after being asked.
-    name = "slow"
-    def start(self, request):
-        import pickle, subprocess
-        engine = subprocess.run(
-            [sys.executable, "-c", ENGINE, "1.0"],
-            input=pickle.dumps(request), capture_output=True, start_new_session=True,
-        )
-        return pickle.loads(engine.stdout)
-
-@rf.hookimpl
-def rayfine_runtimes():
-    yield rf.RuntimeSpec(name="slow", factory=Slow)
-
-from rayfine_core.plugins import register
-register(types.SimpleNamespace(rayfine_runtimes=rayfine_runtimes), name="slow")
-
-def report(**kw):
-    print(json.dumps(kw), flush=True)
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -65,34 +27,11 @@ def _private_run_root(tmp_path_factory, monkeypatch):
 
 
 def client(body: str, image: str, **env: str) -> subprocess.Popen[str]:
-    code = PRELUDE + f"\nIMAGE = {image!r}\n" + textwrap.dedent(body)
-    return subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdin=subprocess.PIPE,  # a client may wait for a line before it ends itself
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **env},
-    )
-
-
-def read(proc: subprocess.Popen[str]) -> dict:
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line, f"the client exited early with {proc.wait()}"
-    return json.loads(line)
+    return exit_clients.client(f"\nIMAGE = {image!r}\n", body, **{"SLOW_START": "1.0", **env})
 
 
 def left(pool: str) -> list:
     return ProcessRuntime().list_containers({POOL_LABEL: pool})
-
-
-def wait_until(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.mark.parametrize("how", ["exit", "exception", "SIGTERM", "SIGHUP", "SIGINT"])
