@@ -60,6 +60,37 @@ async def in_flight(
     return Sample(latencies, time.perf_counter() - started)
 
 
+def interleaved(runs: dict[str, Callable[[], Sample]], blocks: int = 8) -> dict[str, Sample]:
+    """Run each variant in ``blocks`` short blocks, rotating their order, so that
+    noise from other work on the machine (and position in the cycle) hits all alike."""
+    parts: dict[str, list[Sample]] = {name: [] for name in runs}
+    for name in _rotations(list(runs), blocks):
+        parts[name].append(runs[name]())
+    return {name: _joined(samples) for name, samples in parts.items()}
+
+
+async def ainterleaved(
+    runs: dict[str, Callable[[], Awaitable[Sample]]], blocks: int = 4
+) -> dict[str, Sample]:
+    """:func:`interleaved` for variants that are coroutines."""
+    parts: dict[str, list[Sample]] = {name: [] for name in runs}
+    for name in _rotations(list(runs), blocks):
+        parts[name].append(await runs[name]())
+    return {name: _joined(samples) for name, samples in parts.items()}
+
+
+def _rotations(names: list[str], blocks: int) -> list[str]:
+    return [
+        name
+        for block in range(blocks)
+        for name in names[block % len(names) :] + names[: block % len(names)]
+    ]
+
+
+def _joined(samples: list[Sample]) -> Sample:
+    return Sample([x for s in samples for x in s.latencies], sum(s.wall for s in samples))
+
+
 def median_of(runs: list[float]) -> float:
     return statistics.median(runs)
 

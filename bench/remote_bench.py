@@ -27,12 +27,22 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from measure import Row, Sample, in_flight, print_table, rate, sequential, us
+from measure import (
+    Row,
+    Sample,
+    ainterleaved,
+    in_flight,
+    interleaved,
+    print_table,
+    rate,
+    sequential,
+    us,
+)
 
 import rayfine_core as rf
 
@@ -68,7 +78,7 @@ def _measure(
         rf.load_env(IMAGE, mode="remote", url=url, token=token) as remote,
         rf.load_env(IMAGE, mode="remote", url=plain[0], token=plain[1]) as bare,
     ):
-        seq = _interleaved(
+        seq = interleaved(
             {
                 "local": lambda: sequential(lambda: local.echo(1), calls // 8, warmup=20),
                 "remote": lambda: sequential(lambda: remote.echo(1), calls // 8, warmup=20),
@@ -105,26 +115,7 @@ async def _wide(
             "remote": lambda: in_flight(lambda: remote.echo(1), calls // 4, width),
             "plain": lambda: in_flight(lambda: bare.echo(1), calls // 4, width),
         }
-        parts: dict[str, list[Sample]] = {name: [] for name in runs}
-        for name in _rotations(list(runs), 4):
-            parts[name].append(await runs[name]())
-        return {name: _joined(samples) for name, samples in parts.items()}
-
-
-def _interleaved(runs: dict[str, Callable[[], Sample]], blocks: int = 8) -> dict[str, Sample]:
-    """Each variant in short blocks, in rotating order: the machine's noise hits all alike."""
-    parts: dict[str, list[Sample]] = {name: [] for name in runs}
-    for name in _rotations(list(runs), blocks):
-        parts[name].append(runs[name]())
-    return {name: _joined(samples) for name, samples in parts.items()}
-
-
-def _rotations(names: list[str], blocks: int) -> list[str]:
-    return [n for b in range(blocks) for n in names[b % len(names) :] + names[: b % len(names)]]
-
-
-def _joined(samples: list[Sample]) -> Sample:
-    return Sample([x for s in samples for x in s.latencies], sum(s.wall for s in samples))
+        return await ainterleaved(runs)
 
 
 class _gateway:

@@ -42,7 +42,20 @@ from baseline import (
     start_container,
     wait_until_ready,
 )
-from measure import Row, Sample, in_flight, median_of, mib, print_table, rate, secs, sequential, us
+from measure import (
+    Row,
+    Sample,
+    ainterleaved,
+    in_flight,
+    interleaved,
+    median_of,
+    mib,
+    print_table,
+    rate,
+    secs,
+    sequential,
+    us,
+)
 
 import rayfine_core as rf
 from rayfine_core.aio import max_concurrent_starts
@@ -200,7 +213,7 @@ def _compare_calls(
         "lean": lambda: lean.request("POST", "/call", BODY),
         "sync method": lambda: env.echo_sync(1),
     }
-    seq = _interleaved(
+    seq = interleaved(
         {k: (lambda f=f: sequential(f, calls // 8, warmup=20)) for k, f in variants.items()}
     )
     hx.close()
@@ -289,30 +302,6 @@ def _compare_calls(
     return rows
 
 
-def _interleaved(runs: dict[str, Any], blocks: int = 8) -> dict[str, Sample]:
-    """Run each variant in ``blocks`` short blocks, rotating their order, so that
-    noise from other work on the machine (and position in the cycle) hits all alike."""
-    parts: dict[str, list[Sample]] = {name: [] for name in runs}
-    for name in _rotations(list(runs), blocks):
-        parts[name].append(runs[name]())
-    return {name: _joined(samples) for name, samples in parts.items()}
-
-
-async def _ainterleaved(runs: dict[str, Any], blocks: int = 4) -> dict[str, Sample]:
-    parts: dict[str, list[Sample]] = {name: [] for name in runs}
-    for name in _rotations(list(runs), blocks):
-        parts[name].append(await runs[name]())
-    return {name: _joined(samples) for name, samples in parts.items()}
-
-
-def _rotations(names: list[str], blocks: int) -> list[str]:
-    return [
-        name
-        for block in range(blocks)
-        for name in names[block % len(names) :] + names[: block % len(names)]
-    ]
-
-
 async def _in_flight_pair(
     transport_name: str, bare: Bare, calls: int, width: int
 ) -> dict[str, Sample]:
@@ -333,13 +322,9 @@ async def _in_flight_pair(
             ),
         }
         try:
-            return await _ainterleaved(runs)
+            return await ainterleaved(runs)
         finally:
             await lean.aclose()
-
-
-def _joined(samples: list[Sample]) -> Sample:
-    return Sample([x for s in samples for x in s.latencies], sum(s.wall for s in samples))
 
 
 def _in_process_floor(calls: int) -> list[Row]:
